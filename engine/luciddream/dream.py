@@ -1,0 +1,166 @@
+"""The dreaming loop: octaves of gradient ascent on tiled windows, inside a mask, with a context margin."""
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, fields
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import masks, octaves, pixels, tiles
+from .errors import Cancelled, DreamError
+from .models import DEFAULT_MODEL, DreamNet, load_model, resolve_device
+from .objectives import Target, TargetSpec, needed_layers, parse_targets, score
+
+Progress = Callable[[float, str], None]
+
+JITTER = 32          # the network's total stride: random offsets up to this hide its alignment grid
+MIN_OCTAVE_SIDE = 32  # smaller octaves hold too little for the network to see anything
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that shapes a dream besides the image, the mask and the targets."""
+
+    model: str = DEFAULT_MODEL
+    octaves: int = 4              # scales to dream at, each `octave_scale` times the previous
+    octave_scale: float = 1.4
+    steps: int = 10               # gradient steps per octave
+    step_size: float = 1.5        # mean change per step, in 8-bit levels (0–255)
+    tile: int = 512               # largest window the network sees at once (memory vs. speed)
+    seed: Optional[int] = None    # same seed, same machine, same result
+    device: str = "auto"          # auto | cpu | cuda | mps
+    feather: float = 0.0          # fade the dream in over this many pixels inside the selection's edge
+
+    _RANGES = {
+        "octaves": (1, 12), "octave_scale": (1.05, 4.0), "steps": (1, 1000), "step_size": (0.01, 64.0),
+        "tile": (64, 4096), "seed": (0, 2 ** 32 - 1), "feather": (0.0, 2000.0),
+    }
+
+    def check(self) -> "Settings":
+        for f in fields(self):
+            value = getattr(self, f.name)
+            rng = self._RANGES.get(f.name)
+            if rng is None or value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                    isinstance(rng[0], int) and not isinstance(value, int)):
+                kind = "a whole number" if isinstance(rng[0], int) else "a number"
+                raise DreamError(f"{f.name.replace('_', ' ')} must be {kind}, not {value!r}.")
+            if not (math.isfinite(value) and rng[0] <= value <= rng[1]):
+                raise DreamError(f"{f.name.replace('_', ' ')} must be between {rng[0]} and {rng[1]}; got {value}.")
+        return self
+
+
+def dream(image: np.ndarray, mask: np.ndarray | None = None, targets: str | Sequence[TargetSpec] | None = None,
+          *, progress: Progress | None = None, cancel: threading.Event | None = None, **settings) -> np.ndarray:
+    """Dream inside the mask and return a new array of the input's dtype and shape; the input is never modified.
+
+    `targets`: "goldfish", "layer:block6", "goldfish=1, peacock=0.5" or a list of such (None: the classic look).
+    `mask`: float in [0, 1] (or uint8 / uint16 / bool), same height and width; None dreams the whole image.
+    `progress(fraction, message)` is called after every step; setting `cancel` raises `Cancelled` within a step.
+    Other keywords are the fields of `Settings`.
+    """
+    unknown = set(settings) - {f.name for f in fields(Settings)}
+    if unknown:
+        raise DreamError(f"Unknown setting {', '.join(sorted(unknown))}: the settings are "
+                         f"{', '.join(f.name for f in fields(Settings))}.")
+    cfg = Settings(**settings).check()
+    layout = pixels.describe(image)
+    m = masks.prepare(mask, layout.height, layout.width)
+    net = load_model(cfg.model, resolve_device(cfg.device))
+    goal = parse_targets(targets, net)
+    if m is not None and cfg.feather > 0:
+        m = masks.feather(m, cfg.feather)
+
+    tile = window_size(cfg.tile, goal, net)
+    box = masks.grow(masks.selection_box(m, layout.height, layout.width), tile // 2, layout.height, layout.width)
+    rgb = pixels.network_rgb(pixels.color_region(image, layout, box))
+    freedom = None if m is None else (m[box.slices] > 0).astype(np.float32)
+    rng = np.random.default_rng(cfg.seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(rng.integers(2 ** 31)))
+        result = dream_rgb(rgb, freedom, net, goal, cfg, tile, rng, progress, cancel)
+    if cancel is not None and cancel.is_set():
+        raise Cancelled()
+    return pixels.merge(image, layout, box, result, m)
+
+
+def window_size(tile: int, targets: Sequence[Target], net: DreamNet) -> int:
+    """Class logits only mean something on windows near the training size; layer targets can use any tile."""
+    if any(t.kind == "class" for t in targets):
+        return min(tile, net.spec.input_size)
+    return tile
+
+
+def dream_rgb(rgb: np.ndarray, freedom: np.ndarray | None, net: DreamNet, targets: Sequence[Target], cfg: Settings,
+              tile: int, rng: np.random.Generator, progress: Progress | None = None,
+              cancel: threading.Event | None = None) -> np.ndarray:
+    """Dream an (h, w, 3) float RGB region where `freedom` is 1 (everywhere when None); returns the dreamed RGB."""
+    device = next(net.parameters()).device
+    base = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].to(device)
+    free_full = None if freedom is None else torch.from_numpy(freedom)[None, None].to(device)
+    h, w = rgb.shape[:2]
+    sizes = octaves.octave_sizes(h, w, cfg.octaves, cfg.octave_scale, MIN_OCTAVE_SIDE)
+    total = sum(a * b for a, b in sizes) * cfg.steps
+    done = 0
+    layers = needed_layers(targets)
+    overlap = tiles.overlap_for(tile)
+    step = cfg.step_size / 255.0
+    detail = None
+    img = base
+    for k, size in enumerate(sizes):
+        orig = octaves.resize(base, size)
+        if free_full is None:
+            free = torch.ones((1, 1) + size, device=device)
+        else:
+            free = (octaves.resize(free_full, size) > 1e-3).float()
+        img = orig if detail is None else (orig + octaves.resize(detail, size)).clamp_(0.0, 1.0)
+        count = free.sum() * 3
+        for s in range(cfg.steps):
+            _check(cancel)
+            g = gradient(img, free, net, targets, layers, tile, overlap, rng, cancel)
+            g = g * free
+            g = g / ((g.abs().sum() / count) + 1e-12)
+            img = (img + step * g).clamp_(0.0, 1.0)
+            done += size[0] * size[1]
+            if progress is not None:
+                progress(done / total, f"octave {k + 1}/{len(sizes)}, step {s + 1}/{cfg.steps}")
+        detail = img - orig
+    return img[0].permute(1, 2, 0).cpu().numpy()
+
+
+def _check(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled()
+
+
+def gradient(img: torch.Tensor, free: torch.Tensor, net: DreamNet, targets: Sequence[Target], layers: set[str],
+             tile: int, overlap: int, rng: np.random.Generator, cancel: threading.Event | None) -> torch.Tensor:
+    """d score / d image, computed tile by tile and blended with weights that sum to one.
+
+    The image is first shifted by a random amount (reflect-padded on the sides it moves away from), so the
+    network's stride-32 grid lands somewhere new every step, even when one tile covers everything; tiles that
+    touch no selected pixel are skipped, so cost follows the selection.
+    """
+    _, _, h, w = img.shape
+    jit = min(JITTER, h - 1, w - 1)
+    jy, jx = (int(v) for v in rng.integers(0, jit + 1, size=2)) if jit > 0 else (0, 0)
+    pad = (jx, jit - jx, jy, jit - jy)
+    padded = F.pad(img, pad, mode="reflect") if jit > 0 else img
+    free_p = F.pad(free, pad) if jit > 0 else free
+    grad = torch.zeros_like(padded)
+    ref = net.spec.input_size ** 2
+    for t in tiles.layout(padded.shape[2], padded.shape[3], tile, overlap, rng, padded.device):
+        if not bool(free_p[:, :, t.ys, t.xs].any()):
+            continue
+        _check(cancel)
+        window = padded[:, :, t.ys, t.xs].detach().requires_grad_(True)
+        with torch.enable_grad():
+            value = score(net(window, layers), targets, window.shape[2] * window.shape[3], ref)
+            (g,) = torch.autograd.grad(value, window)
+        grad[:, :, t.ys, t.xs] += g * t.weight
+    return grad[:, :, jy:jy + h, jx:jx + w]

