@@ -1,0 +1,249 @@
+"""`luciddream worker`: the engine as a long-lived child process that speaks protocol frames on stdin/stdout.
+
+Host plug-ins cannot import torch, and GIMP kills a plug-in's process on Cancel, so the plug-in starts this worker
+(protocol.Client.spawn) and sends it jobs. Rules that keep the pipe sane:
+
+- stdout carries frames and nothing else: before any heavy import the real stdout is kept aside and file
+  descriptor 1 is pointed at stderr, so a stray print (ours, a library's, or C code's) lands in the log.
+- one job at a time; it runs in a thread so that a "cancel" frame can be read meanwhile and stops it within a
+  step. The model stays loaded between jobs (models.load_model caches it).
+- the worker exits by itself when its stdin closes or its parent process dies, so a killed plug-in never leaves
+  an engine behind holding gigabytes of memory.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import threading
+import time
+import traceback
+from typing import Any, BinaryIO, Callable, Dict, Optional, Sequence, Tuple
+
+from . import protocol as P
+
+_DTYPES = {"u8": "<u1", "u16": "<u2", "f32": "<f4"}
+_OCTAVE = re.compile(r"octave (\d+)/(\d+)")
+_TEXT_SETTINGS = ("model", "device")
+_PARENT_POLL_S = 0.2
+
+
+def claim_stdout() -> BinaryIO:
+    """Keep the real stdout for frames and send everything else written to fd 1 (or sys.stdout) to stderr."""
+    sys.stdout.flush()
+    frames = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return frames
+
+
+def watch_parent(interval: float = _PARENT_POLL_S) -> None:
+    """Exit when the parent dies: it is re-parented (getppid changes), which this thread notices within `interval`.
+
+    prctl(PR_SET_PDEATHSIG) is not used: it fires when the parent's *thread* that spawned us ends, and hosts may
+    spawn the worker from a short-lived thread. Where getppid never changes (Windows), stdin closing ends us.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent:
+                _quit(3)
+
+    threading.Thread(target=watch, name="luciddream-parent-watch", daemon=True).start()
+
+
+def _quit(status: int) -> None:
+    """Leave at once: nobody is listening any more, and torch's teardown with a job mid-step can take long."""
+    try:
+        sys.stderr.flush()
+    finally:
+        os._exit(status)
+
+
+def engine_info() -> Dict[str, Any]:
+    from . import __version__
+    from .models import DEFAULT_MODEL, SPECS
+
+    return {"protocol": P.PROTOCOL_VERSION, "engine": __version__, "pid": os.getpid(),
+            "python": ".".join(map(str, sys.version_info[:3])), "default_model": DEFAULT_MODEL,
+            "models": [name for name, spec in SPECS.items() if spec.available()]}
+
+
+def run_job(req: P.JobRequest, payload: Any, cancel: threading.Event,
+            progress: Callable[[float, str], None]) -> bytes:
+    """Turn the payload into arrays, dream, and return the new pixels in the request's layout."""
+    import numpy as np
+
+    from .dream import dream
+    from .errors import DreamError
+
+    settings = dict(req.settings or {})
+    for key in _TEXT_SETTINGS:
+        if key in settings and not isinstance(settings[key], str):
+            raise DreamError(f"The setting {key} must be a name such as \"{'lite0' if key == 'model' else 'cpu'}\", "
+                             f"not {settings[key]!r}.")
+    wire = np.dtype(_DTYPES[req.sample])
+    count = req.width * req.height * req.channels
+    image = np.frombuffer(payload, dtype=wire, count=count).reshape(req.height, req.width, req.channels)
+    image = image.astype(wire.newbyteorder("="), copy=False)  # a no-op on little-endian machines
+    mask = None
+    if req.mask:
+        mask = np.frombuffer(payload, dtype=np.uint8, count=req.width * req.height,
+                             offset=req.image_bytes).reshape(req.height, req.width)
+    out = dream(image, mask, req.targets or None, progress=progress, cancel=cancel, **settings)
+    return np.ascontiguousarray(out).astype(wire, copy=False).tobytes()
+
+
+def failure(exc: BaseException) -> Tuple[str, str]:
+    """(error code, sentence) for an exception from a job; unexpected ones leave their traceback on stderr."""
+    from .errors import Cancelled, DreamError
+
+    if isinstance(exc, Cancelled):
+        return P.CANCELLED, str(exc)
+    if isinstance(exc, DreamError):
+        return P.BAD_INPUT, str(exc)
+    if isinstance(exc, MemoryError) or "OutOfMemory" in type(exc).__name__:
+        return P.OUT_OF_MEMORY, ("The engine ran out of memory: use a smaller tile setting, fewer octaves or a "
+                                 "smaller selection.")
+    traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    text = text if len(text) <= 160 else text[:157] + "..."
+    return P.INTERNAL, (f"The engine failed unexpectedly ({type(exc).__name__}{': ' + text if text else ''}); "
+                        f"its log has the details.")
+
+
+def progress_header(job_id: Any, fraction: float, message: str) -> Dict[str, Any]:
+    found = _OCTAVE.search(message)
+    octave, octaves = (int(found.group(1)), int(found.group(2))) if found else (None, None)
+    return {"kind": P.PROGRESS, "id": job_id, "fraction": round(float(fraction), 6), "octave": octave,
+            "octaves": octaves, "message": message}
+
+
+class Worker:
+    """Reads requests from one stream and writes replies to another; at most one job runs at a time."""
+
+    def __init__(self, out: BinaryIO, limits: P.Limits) -> None:
+        self.out = out
+        self.limits = limits
+        self._write_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._job: Optional[Tuple[Any, threading.Event]] = None
+
+    def send(self, header: Dict[str, Any], *payload: Any) -> None:
+        with self._write_lock:
+            try:
+                P.write_frame(self.out, header, *payload)
+            except (OSError, ValueError):  # the reader is gone: so is the point of going on
+                _quit(0)
+
+    def send_error(self, job_id: Any, code: str, message: str) -> None:
+        self.send({"kind": P.ERROR, "id": P.valid_id(job_id), "code": code, "message": message})
+
+    def serve(self, stream: Any) -> int:
+        """Answer requests until the stream ends (status 0) or breaks (status 2, after saying why)."""
+        while True:
+            try:
+                msg = P.read_message(stream, self.limits, P.check_request)
+            except P.FrameError as exc:
+                self.send_error(None, exc.code, exc.message)
+                self._stop_job()
+                return 2
+            except OSError:
+                msg = None
+            if msg is None:
+                self._stop_job()
+                return 0
+            if msg.error is not None:
+                self.send_error(msg.id, msg.error.code, msg.error.message)
+            elif msg.kind == P.HELLO:
+                reply = engine_info()
+                reply.update({"kind": P.HELLO, "id": msg.id})
+                self.send(reply)
+            elif msg.kind == P.CANCEL:
+                self._cancel(msg.id)
+            elif msg.kind == P.DREAM:
+                self._start(P.JobRequest.from_header(msg.header, self.limits), msg.payload)
+
+    def _cancel(self, job_id: Any) -> None:
+        with self._lock:
+            if self._job is not None and (job_id is None or job_id == self._job[0]):
+                self._job[1].set()
+
+    def _stop_job(self) -> None:
+        with self._lock:
+            if self._job is not None:
+                self._job[1].set()
+
+    def _start(self, req: P.JobRequest, payload: Any) -> None:
+        with self._lock:
+            if self._job is not None:
+                busy = self._job[0]
+            else:
+                busy = None
+                cancel = threading.Event()
+                self._job = (req.id, cancel)
+        if busy is not None:
+            self.send_error(req.id, P.BUSY, f"The engine is still working on job {busy}: wait for it to finish "
+                                            f"or cancel it first.")
+            return
+        threading.Thread(target=self._run, args=(req, payload, cancel), name=f"luciddream-job-{req.id}",
+                         daemon=True).start()
+
+    def _run(self, req: P.JobRequest, payload: Any, cancel: threading.Event) -> None:
+        def progress(fraction: float, message: str) -> None:
+            self.send(progress_header(req.id, fraction, message))
+
+        start = time.monotonic()
+        try:
+            pixels = run_job(req, payload, cancel, progress)
+            reply: Tuple[Dict[str, Any], Tuple[Any, ...]] = (
+                {"kind": P.RESULT, "id": req.id, "width": req.width, "height": req.height,
+                 "channels": req.channels, "sample": req.sample}, (pixels,))
+            outcome = "done"
+        except BaseException as exc:  # every failure becomes a reply; the worker carries on
+            code, message = failure(exc)
+            reply = ({"kind": P.ERROR, "id": req.id, "code": code, "message": message}, ())
+            outcome = code
+        # Free the slot before answering, so a client that sends its next job right after the reply is not "busy".
+        with self._lock:
+            self._job = None
+        self.send(reply[0], *reply[1])
+        print(f"luciddream worker: job {req.id} {req.width}×{req.height} {outcome} in "
+              f"{time.monotonic() - start:.2f} s", file=sys.stderr, flush=True)
+
+
+def add_command(sub: Any) -> None:
+    """The `worker` subcommand for cli.py's subparsers."""
+    p = sub.add_parser("worker", help="serve jobs on stdin/stdout for the GIMP and Krita plug-ins",
+                       description="Run the engine as a child process that reads protocol frames on stdin and "
+                                   "writes them on stdout (docs/protocol.md). Exits when stdin closes or the "
+                                   "parent process dies.")
+    add_arguments(p)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-pixels", type=int, default=P.Limits().max_pixels,
+                   help=f"largest image accepted, in pixels (default {P.Limits().max_pixels})")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point after argument parsing: claim stdout first, then serve stdin."""
+    out = claim_stdout()
+    watch_parent()
+    limits = P.Limits(max_pixels=max(1, args.max_pixels))
+    status = Worker(out, limits).serve(sys.stdin.buffer)
+    _quit(status)
+    return status  # not reached
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="luciddream worker")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
