@@ -18,15 +18,17 @@ from .errors import DreamError
 _PNG16 = {"RGB;16B": 3, "RGBA;16B": 4, "LA;16B": 2}
 
 
-def _open(path: Path) -> Image.Image:
+def _open(path: Path) -> tuple[Image.Image, object]:
+    """The decoded image and its raw PNG sample layout (known only before decoding)."""
     if not path.exists():
         raise DreamError(f"{path}: no such file; check the path.")
     if path.is_dir():
         raise DreamError(f"{path} is a folder, not an image file.")
     try:
         im = Image.open(path)
+        raw = im.tile[0].args if im.tile else None
         im.load()
-        return im
+        return im, raw
     except Image.DecompressionBombError as exc:
         raise DreamError(f"{path} is too large to open safely ({exc}); crop or scale it down first.") from None
     except UnidentifiedImageError:
@@ -44,8 +46,7 @@ def _png16(path: Path, channels: int) -> np.ndarray:
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """The file as uint8, uint16 or float32; gray (H, W), gray+alpha, RGB or RGBA (H, W, C)."""
     path = Path(path)
-    im = _open(path)
-    raw = im.tile[0].args if getattr(im, "tile", None) else None
+    im, raw = _open(path)
     if im.format == "PNG" and isinstance(raw, str) and raw in _PNG16:
         try:
             return _png16(path, _PNG16[raw])
@@ -71,7 +72,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 def read_mask(path: str | os.PathLike) -> np.ndarray:
     """A selection mask read as gray, white = dream: float32 in [0, 1]."""
     path = Path(path)
-    im = _open(path)
+    im, _ = _open(path)
     if im.mode.startswith("I;16") or im.mode == "I":
         return np.clip(np.array(im), 0, 65535).astype(np.float32) / 65535.0
     if im.mode == "F":

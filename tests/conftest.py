@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT.parent / "shared" / "fixtures"
+
+
+def fixture_image(name: str, size: tuple[int, int] | None = None) -> np.ndarray:
+    """A shared test photo as uint8 RGB, optionally resized to (width, height)."""
+    path = FIXTURES / f"{name}.png"
+    if not path.exists():
+        pytest.fail(f"missing test photo {path}: the shared/ folder must sit beside the project")
+    im = Image.open(path).convert("RGB")
+    if size is not None:
+        im = im.resize(size, Image.LANCZOS)
+    return np.array(im)
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    return FIXTURES

@@ -1,0 +1,202 @@
+"""The engine's promises, checked on real photos with the real Lite0 weights (Lite2 judges class dreams)."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import luciddream
+from luciddream import Cancelled, DreamError
+from luciddream.models import load_model
+from luciddream.quality import seam_score
+
+from conftest import fixture_image
+
+FAST = dict(octaves=2, steps=4, seed=3)
+
+
+def central_mask(h: int, w: int, frac: float = 0.5) -> np.ndarray:
+    m = np.zeros((h, w), np.float32)
+    dy, dx = int(h * (1 - frac) / 2), int(w * (1 - frac) / 2)
+    m[dy:h - dy, dx:w - dx] = 1.0
+    return m
+
+
+@pytest.fixture(scope="module")
+def cat() -> np.ndarray:
+    return fixture_image("chelsea", (240, 160))
+
+
+def test_outside_identical_inside_changed_soft_edges_blend(cat):
+    h, w = cat.shape[:2]
+    mask = np.zeros((h, w), np.float32)
+    mask[30:130, 40:120] = 1.0
+    mask[30:130, 120:160] = 0.5
+    before = cat.copy()
+    out = luciddream.dream(cat, mask, "layer:block6", **FAST)
+    np.testing.assert_array_equal(cat, before)  # the input is never modified
+    assert out.dtype == cat.dtype and out.shape == cat.shape
+    assert np.array_equal(out[mask == 0], cat[mask == 0])
+    change = np.abs(out.astype(int) - cat.astype(int)).mean(axis=2)
+    full, half = change[mask == 1].mean(), change[mask == 0.5].mean()
+    assert full > 4  # clearly changed, in 8-bit levels
+    assert 0.2 * full < half < 0.8 * full
+
+
+def test_class_target_grows_the_class_judged_by_another_network():
+    img = fixture_image("chelsea")
+    h, w = img.shape[:2]
+    mask = central_mask(h, w)
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    judge = load_model("lite2", "cpu")
+
+    def probability(a: np.ndarray, index: int) -> float:
+        size = judge.spec.input_size
+        x = np.asarray(Image.fromarray(a[box]).resize((size, size), Image.BICUBIC), np.float32) / 255
+        with torch.no_grad():
+            logits = judge(torch.from_numpy(x).permute(2, 0, 1)[None], ["logits"])["logits"]
+        return float(logits.softmax(1)[0, index])
+
+    for name in ("goldfish", "peacock"):
+        index = luciddream.find_class(name)
+        out = luciddream.dream(img, mask, name, seed=1)
+        before, after = probability(img, index), probability(out, index)
+        assert after > 10 * before, (name, before, after)
+
+
+def test_layer_target_raises_that_layer(cat):
+    net = load_model("lite0", "cpu")
+
+    def energy(a: np.ndarray) -> float:
+        x = torch.from_numpy(a.astype(np.float32) / 255).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            return float(net(x, ["block8"])["block8"].pow(2).mean())
+
+    out = luciddream.dream(cat, None, "layer:block8", **FAST)
+    assert energy(out) > 1.5 * energy(cat)
+
+
+def test_channel_target_raises_its_channels_more_than_the_rest(cat):
+    net = load_model("lite0", "cpu")
+    out = luciddream.dream(cat, None, "layer:block6:5,9", **FAST)
+
+    def act(a):
+        x = torch.from_numpy(a.astype(np.float32) / 255).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            return net(x, ["block6"])["block6"].pow(2).mean(dim=(0, 2, 3))
+
+    gain = act(out) / act(cat)
+    chosen = gain[[5, 9]].mean()
+    assert chosen > 2 * gain.median()
+
+
+def test_tiled_dream_has_no_seams():
+    img = fixture_image("astronaut", (384, 384))
+    whole = luciddream.dream(img, None, "layer:block6", tile=512, octaves=2, steps=6, seed=1)
+    tiled = luciddream.dream(img, None, "layer:block6", tile=128, octaves=2, steps=6, seed=1)
+    untiled_score, tiled_score = seam_score(img, whole), seam_score(img, tiled)
+    assert tiled_score <= 1.15 * untiled_score, (tiled_score, untiled_score)
+
+
+def test_seed_makes_it_repeatable(cat):
+    a = luciddream.dream(cat, None, "layer:block5", octaves=1, steps=3, seed=7)
+    b = luciddream.dream(cat, None, "layer:block5", octaves=1, steps=3, seed=7)
+    c = luciddream.dream(cat, None, "layer:block5", octaves=1, steps=3, seed=8)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("kind", ["gray", "gray_alpha", "rgb16", "rgba_float", "rgba8"])
+def test_dtypes_channels_and_alpha_round_trip(cat, kind):
+    rgb = cat[:96, :128]
+    gray = rgb.mean(axis=2).astype(np.uint8)
+    alpha = np.tile(np.linspace(0, 255, 128, dtype=np.uint8), (96, 1))
+    image = {
+        "gray": gray,
+        "gray_alpha": np.dstack([gray, alpha]),
+        "rgb16": rgb.astype(np.uint16) * 257,
+        "rgba_float": np.dstack([rgb, alpha]).astype(np.float32) / 255,
+        "rgba8": np.dstack([rgb, alpha]),
+    }[kind]
+    mask = central_mask(96, 128)
+    out = luciddream.dream(image, mask, "layer:block4", octaves=1, steps=3, seed=1)
+    assert out.dtype == image.dtype and out.shape == image.shape
+    if image.ndim == 3 and image.shape[2] in (2, 4):
+        assert np.array_equal(out[..., -1], image[..., -1])  # alpha exactly as it was
+    assert np.array_equal(out[mask == 0], image[mask == 0])
+    assert not np.array_equal(out[mask == 1], image[mask == 1])
+
+
+def test_float_values_outside_the_unit_range_survive_where_not_selected():
+    img = np.full((64, 64, 3), 0.5, np.float32)
+    img[:, :, 0] = 3.0  # HDR red
+    mask = central_mask(64, 64)
+    out = luciddream.dream(img, mask, "layer:block3", octaves=1, steps=2, seed=1)
+    assert (out[mask == 0] == img[mask == 0]).all()
+
+
+def test_cancel_raises_and_leaves_input_untouched(cat):
+    before = cat.copy()
+    stop = threading.Event()
+    seen = []
+
+    def progress(fraction, message):
+        seen.append(fraction)
+        stop.set()
+
+    with pytest.raises(Cancelled):
+        luciddream.dream(cat, None, "layer:block6", progress=progress, cancel=stop, **FAST)
+    assert len(seen) == 1
+    np.testing.assert_array_equal(cat, before)
+
+
+def test_progress_reaches_one(cat):
+    seen = []
+    luciddream.dream(cat, None, "layer:block3", octaves=2, steps=2, progress=lambda f, m: seen.append((f, m)))
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    assert "octave 2/2" in seen[-1][1]
+
+
+def test_whole_image_grows_with_tiles_but_selection_cost_follows_the_selection():
+    """A small selection in a big image evaluates only tiles near it, not the whole image."""
+    img = np.tile(fixture_image("coffee", (300, 200)), (4, 4, 1))  # 1200 × 800
+    mask = np.zeros(img.shape[:2], np.float32)
+    mask[380:420, 580:620] = 1
+    net = load_model("lite0", "cpu")
+    calls = []
+    handle = net.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[-2:]))
+    try:
+        luciddream.dream(img, mask, "layer:block3", octaves=1, steps=1, tile=128, seed=1)
+    finally:
+        handle.remove()
+    pixels = sum(h * w for h, w in calls)
+    assert pixels < 0.05 * img.shape[0] * img.shape[1]
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(steps=0), "steps must be between 1 and 1000"),
+    (dict(octaves=50), "octaves must be between"),
+    (dict(tile=10), "tile must be between"),
+    (dict(model="vgg99"), 'Unknown model "vgg99"'),
+    (dict(strength=3), "Unknown setting strength"),
+    (dict(steps=2.5), "steps must be a whole number"),
+])
+def test_bad_settings_are_refused_in_one_sentence(cat, kwargs, words):
+    with pytest.raises(DreamError, match=words):
+        luciddream.dream(cat, None, "layer:block3", **kwargs)
+
+
+def test_bad_arrays_are_refused(cat):
+    with pytest.raises(DreamError, match="NaN"):
+        luciddream.dream(np.full((8, 8, 3), np.nan, np.float32))
+    with pytest.raises(DreamError, match="int64"):
+        luciddream.dream(np.zeros((8, 8, 3), np.int64))
+    with pytest.raises(DreamError, match="shape"):
+        luciddream.dream(np.zeros((8, 8, 5), np.uint8))
+    with pytest.raises(DreamError, match="selects nothing"):
+        luciddream.dream(cat, np.zeros(cat.shape[:2]))

@@ -1,0 +1,142 @@
+"""Fast checks of the pieces: tile weights, the target grammar, class names, masks, files, the seam score."""
+from __future__ import annotations
+
+import numpy as np
+import png
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import luciddream
+from luciddream import files, masks, tiles
+from luciddream.errors import DreamError
+from luciddream.octaves import octave_sizes
+from luciddream.quality import seam_score
+
+
+@settings(max_examples=300, deadline=None)
+@given(length=st.integers(1, 3000), tile=st.integers(64, 1024), seed=st.integers(0, 2 ** 16))
+def test_tile_weights_sum_to_one_everywhere(length, tile, seed):
+    rng = np.random.default_rng(seed)
+    spans = tiles.spans(length, tile, tiles.overlap_for(tile), rng)
+    total = np.zeros(length)
+    for s in spans:
+        assert 0 <= s.start < s.stop <= length
+        assert s.stop - s.start <= 1.25 * tile + 2
+        total[s.start:s.stop] += s.weight
+    np.testing.assert_allclose(total, 1.0, atol=1e-6)
+
+
+def test_tile_grid_moves_between_steps():
+    rng = np.random.default_rng(0)
+    starts = {tuple(s.start for s in tiles.spans(2000, 256, 64, rng)) for _ in range(20)}
+    assert len(starts) > 10
+
+
+def test_octave_sizes_end_at_full_size_and_skip_tiny_ones():
+    assert octave_sizes(512, 400, 4, 1.4)[-1] == (512, 400)
+    assert len(octave_sizes(512, 400, 4, 1.4)) == 4
+    assert octave_sizes(40, 40, 4, 1.4) == [(40, 40)]
+
+
+@pytest.fixture(scope="module")
+def net():
+    return luciddream.load_model("lite0", "cpu")
+
+
+def test_target_grammar(net):
+    got = luciddream.parse_targets("layer:block6:3,7=0.5, peacock; great white shark=2\nclass:1", net)
+    assert [str(t) for t in got] == ["layer:block6:3,7=0.5", "class:84", "class:2=2", "class:1"]
+    assert [t.label for t in got] == ["block6 ch 3,7", "peafowl", "great white shark", "goldfish"]
+    assert str(luciddream.parse_targets(None, net)[0]) == f"layer:{net.spec.default_layer}"
+    assert str(luciddream.parse_targets(["tree frog", "layer:head"], net)[1]) == "layer:head"
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("goldfsh", ['"goldfish"']),
+    ("layer:block99", ["block15", "head"]),
+    ("layer:block6:3,999", ["channels 0 to 79"]),
+    ("goldfish=much", ["must be a number"]),
+    ("class:", ["names no class"]),
+    ("shape:round", ["class:NAME"]),
+    ("goldfish=0", ["nothing to dream"]),
+    ("class:1000", ["0 to 999"]),
+])
+def test_bad_targets_say_what_exists(net, spec, words):
+    with pytest.raises(DreamError) as err:
+        luciddream.parse_targets(spec, net)
+    for w in words:
+        assert w in str(err.value)
+
+
+def test_class_names_and_synonyms():
+    assert luciddream.find_class("goldfish") == 1
+    assert luciddream.find_class("Great White Shark") == 2
+    assert luciddream.find_class("peacock") == 84
+    assert luciddream.find_class("tree frog") == 31
+    assert luciddream.find_class("sunglasses") == 837  # the short name ImageNet uses twice
+    assert (2, "great white shark") in luciddream.search_classes("shark")
+
+
+def test_mask_validation():
+    with pytest.raises(DreamError, match="selects nothing"):
+        masks.prepare(np.zeros((4, 5)), 4, 5)
+    with pytest.raises(DreamError, match="5×4 pixels but the image is 6×4"):
+        masks.prepare(np.ones((4, 5)), 4, 6)
+    with pytest.raises(DreamError, match="between 0 and 1"):
+        masks.prepare(np.full((4, 5), 255.0), 4, 5)
+    np.testing.assert_allclose(masks.prepare(np.full((4, 5), 255, np.uint8), 4, 5), 1.0)
+
+
+def test_feather_fades_inwards_only():
+    m = np.zeros((60, 60), np.float32)
+    m[10:50, 10:50] = 1
+    f = masks.feather(m, 8)
+    assert (f[m == 0] == 0).all()
+    assert f[30, 30] == pytest.approx(1.0, abs=1e-3)
+    assert 0 < f[10, 30] < 0.3 and f[10, 30] < f[14, 30] < f[20, 30]
+
+
+@pytest.mark.parametrize("shape, dtype, ext", [
+    ((7, 9, 3), np.uint16, ".png"), ((7, 9, 4), np.uint16, ".png"), ((7, 9), np.uint16, ".png"),
+    ((7, 9, 2), np.uint8, ".png"), ((7, 9, 4), np.uint8, ".png"), ((7, 9), np.uint8, ".tif"),
+])
+def test_files_round_trip_exactly(tmp_path, shape, dtype, ext):
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, np.iinfo(dtype).max + 1, size=shape).astype(dtype)
+    path = tmp_path / f"x{ext}"
+    files.write_image(path, a)
+    b = files.read_image(path)
+    assert b.dtype == a.dtype and b.shape == a.shape
+    np.testing.assert_array_equal(a, b)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left behind
+
+
+def test_sixteen_bit_png_written_by_another_tool_reads_as_16_bit(tmp_path):
+    a = (np.arange(6 * 5 * 3).reshape(6, 5, 3) * 1000).astype(np.uint16)
+    png.from_array(a.reshape(6, -1), "RGB;16").save(str(tmp_path / "a.png"))
+    np.testing.assert_array_equal(files.read_image(tmp_path / "a.png"), a)
+
+
+def test_files_refuse_clearly(tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    with pytest.raises(DreamError, match="bad.png"):
+        files.read_image(bad)
+    with pytest.raises(DreamError, match="no such file"):
+        files.read_image(tmp_path / "none.png")
+    with pytest.raises(DreamError, match="unknown output format"):
+        files.write_image(tmp_path / "x.xyz", np.zeros((2, 2), np.uint8))
+    with pytest.raises(DreamError, match="alpha"):
+        files.write_image(tmp_path / "x.jpg", np.zeros((2, 2, 4), np.uint8))
+    assert not (tmp_path / "x.jpg").exists() and len(list(tmp_path.iterdir())) == 1
+
+
+def test_seam_score_sees_seams():
+    rng = np.random.default_rng(0)
+    before = np.zeros((400, 400), np.float32)
+    change = rng.normal(0, 0.05, (400, 400)).astype(np.float32)
+    smooth = seam_score(before, change)
+    seamed = change.copy()
+    for k, x in enumerate(range(0, 400, 100)):  # tiles whose changes are offset: the classic visible borders
+        seamed[:, x:x + 100] += 0.1 * (k % 2)
+    assert seam_score(before, seamed) > 1.5 * smooth
