@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from . import labels, models
+from . import labels, models, server, worker
 from .errors import Cancelled, DreamError
 
 PROG = "luciddream"
@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     ly = sub.add_parser("layers", help="list a model's dreamable layers")
     ly.add_argument("--model", default=models.DEFAULT_MODEL)
     sub.add_parser("models", help="list the models")
+    worker.add_command(sub)
+    server.add_command(sub)
     return parser
 
 
@@ -75,7 +77,7 @@ def _run_dream(args: argparse.Namespace) -> int:
     if mask is not None and mask.shape != image.shape[:2]:
         raise DreamError(f"{args.mask} is {mask.shape[1]}×{mask.shape[0]} pixels but {src} is "
                          f"{image.shape[1]}×{image.shape[0]}: the mask must have the image's size.")
-    files._format_for(dst)  # refuse an unknown output format before spending minutes dreaming
+    files.check_output(dst)  # refuse a path that cannot work before spending minutes dreaming
     seed = args.seed if args.seed is not None else secrets.randbelow(2 ** 31)
     start = time.monotonic()
     bar = tqdm(total=1000, file=sys.stderr, disable=args.quiet, delay=0.5, leave=False, unit="‰",
@@ -126,7 +128,8 @@ def _run_models(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"dream": _run_dream, "classes": _run_classes, "layers": _run_layers, "models": _run_models}
+COMMANDS = {"dream": _run_dream, "classes": _run_classes, "layers": _run_layers, "models": _run_models,
+            "worker": worker.run, "serve": server.run}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -125,13 +125,25 @@ def _save(image: np.ndarray, fmt: str, handle) -> None:
     Image.fromarray(data).save(handle, format=fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
 
 
+def check_output(path: str | os.PathLike) -> str:
+    """Refuse an output path that cannot work before any time is spent dreaming; returns the format."""
+    path = Path(path)
+    fmt = _format_for(path)
+    folder = path.parent
+    if not folder.is_dir():
+        raise DreamError(f"{path}: the folder {folder} does not exist; create it or choose another output path.")
+    if path.is_dir():
+        raise DreamError(f"{path} is a folder; give a file name such as {path / 'dream.png'}.")
+    if not os.access(folder, os.W_OK):
+        raise DreamError(f"{path}: the folder {folder} is not writable; choose another output path.")
+    return fmt
+
+
 def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
     """Write atomically; 16-bit and float data stay 16-bit in PNG."""
     path = Path(path)
-    fmt = _format_for(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise DreamError(f"{path}: the folder {folder} does not exist; create it or choose another output path.")
+    fmt = check_output(path)
+    folder = path.parent
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
     except OSError as exc:
