@@ -810,6 +810,7 @@ class _HttpTransport(_Transport):
         conn = self._connection()
         try:
             conn.request(method, self.base + path, body=body, headers=self._headers(length))
+            conn.raw_socket = conn.sock  # kept: after a "Connection: close" response, conn.sock is None
             return conn, conn.getresponse()
         except (ConnectionRefusedError, socket.gaierror) as exc:
             conn.close()
@@ -852,36 +853,41 @@ class _HttpTransport(_Transport):
         conn, response = self._open("POST", "/v1/dream", body, sum(memoryview(p).nbytes for p in body))
         inbox: "queue.Queue[Any]" = queue.Queue()
         job = Job(req, inbox, self._cancel)
-        job._conn = conn  # type: ignore[attr-defined]
+        job._sock = conn.raw_socket  # type: ignore[attr-defined]
+        job._aborted = False  # type: ignore[attr-defined]
         try:
-            inbox.put(self._first(response))
+            first = self._first(response)
         except WorkerError:
             conn.close()
             raise
+        if isinstance(first.header.get("job"), str):
+            job.server_job = first.header["job"]
+        inbox.put(first)
         threading.Thread(target=self._read, args=(job, conn, response), name="luciddream-http", daemon=True).start()
         return job
 
     def _read(self, job: Job, conn: Any, response: Any) -> None:
+        error: WorkerError
         try:
             while True:
                 msg = read_message(response, self.limits, check_reply)
                 if msg is None:
-                    job._inbox.put(WorkerError(WORKER_GONE, f"The server at {self.url} closed the job's stream "
-                                                            f"before it finished."))
-                    return
+                    error = WorkerError(WORKER_GONE, f"The server at {self.url} closed the job's stream before it "
+                                                     f"finished.")
+                    break
                 job._inbox.put(msg)
                 if msg.kind in (RESULT, ERROR) or msg.error is not None:
                     return
         except FrameError as exc:
-            job._inbox.put(WorkerError(WORKER_GONE, f"The server at {self.url} sent a broken message: {exc}"))
+            error = WorkerError(WORKER_GONE, f"The server at {self.url} sent a broken message: {exc}")
         except socket.timeout:
-            job._inbox.put(WorkerError(TIMEOUT, f"The server at {self.url} sent nothing for {self.timeout:g} "
-                                                f"seconds."))
+            error = WorkerError(TIMEOUT, f"The server at {self.url} sent nothing for {self.timeout:g} seconds.")
         except (OSError, ValueError, http.client.HTTPException) as exc:
-            job._inbox.put(JobCancelled() if getattr(job, "_aborted", False) else WorkerError(
-                WORKER_GONE, f"The connection to {self.url} broke ({_short(exc)})."))
+            error = WorkerError(WORKER_GONE, f"The connection to {self.url} broke ({_short(exc)}).")
         finally:
+            response.close()
             conn.close()
+        job._inbox.put(JobCancelled() if job._aborted else error)  # type: ignore[attr-defined]
 
     def _cancel(self, job: Job) -> None:
         if job.server_job is not None:
@@ -897,7 +903,7 @@ class _HttpTransport(_Transport):
         # No way to ask politely: hang up. The server cancels a job whose client has gone.
         job._aborted = True  # type: ignore[attr-defined]
         try:
-            job._conn.sock.shutdown(socket.SHUT_RDWR)  # type: ignore[attr-defined]
+            job._sock.shutdown(socket.SHUT_RDWR)  # type: ignore[attr-defined]
         except (OSError, AttributeError):
             pass
 
