@@ -200,3 +200,19 @@ def test_bad_arrays_are_refused(cat):
         luciddream.dream(np.zeros((8, 8, 5), np.uint8))
     with pytest.raises(DreamError, match="selects nothing"):
         luciddream.dream(cat, np.zeros(cat.shape[:2]))
+
+
+def test_fused_network_computes_what_the_plain_one_does():
+    """Batch norms folded into convolutions and padding inlined: same activations and input gradients."""
+    plain, fused = load_model("lite0", "cpu", fused=False), load_model("lite0", "cpu", fused=True)
+    x = torch.from_numpy(fixture_image("coffee", (160, 96)).astype(np.float32) / 255).permute(2, 0, 1)[None]
+    for layer in ("block4", "block10", "logits"):
+        grads = []
+        for net in (plain, fused):
+            xx = x.clone().requires_grad_(True)
+            value = net(xx, [layer])[layer].pow(2).mean()
+            (g,) = torch.autograd.grad(value, xx)
+            grads.append((float(value), g))
+        (va, ga), (vb, gb) = grads
+        assert vb == pytest.approx(va, rel=1e-4)
+        assert float((ga - gb).abs().max()) <= 1e-3 * float(ga.abs().max())
