@@ -83,6 +83,7 @@ SAMPLE_BYTES = {"u8": 1, "u16": 2, "f32": 4}  # samples are little-endian on the
 MAX_CHANNELS = 4                              # gray, gray+alpha, RGB, RGBA
 _SETTING_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
 _ID_MAX = 128
+PARENT_ENV = "LUCIDDREAM_PARENT_PID"  # Client.spawn's pid: the worker exits when that process is gone
 
 
 @dataclass(frozen=True)
@@ -367,7 +368,8 @@ class JobRequest:
         if targets is not None and not isinstance(targets, str):
             raise WorkerError(BAD_REQUEST, f'"targets" must be a string such as "goldfish, layer:block6", not '
                                            f"{_show(targets)}.")
-        settings = header.get("settings") or {}
+        settings = header.get("settings")
+        settings = {} if settings is None else settings
         if not isinstance(settings, dict):
             raise WorkerError(BAD_REQUEST, f'"settings" must be a JSON object, not {_show(settings)}.')
         for key, value in settings.items():
@@ -567,7 +569,9 @@ class Client:
         temporary log whose last lines are quoted when it fails; it exits by itself when this process dies.
         """
         command = [python_exe or sys.executable] + (list(args) or ["-m", "luciddream.worker"])
-        client = cls(_PipeTransport(command, env, cwd, limits))
+        child_env = dict(os.environ if env is None else env)
+        child_env[PARENT_ENV] = str(os.getpid())
+        client = cls(_PipeTransport(command, child_env, cwd, limits))
         try:
             client.hello(timeout=startup_timeout)
         except BaseException:

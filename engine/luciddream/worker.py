@@ -27,6 +27,7 @@ _DTYPES = {"u8": "<u1", "u16": "<u2", "f32": "<f4"}
 _OCTAVE = re.compile(r"octave (\d+)/(\d+)")
 _TEXT_SETTINGS = ("model", "device")
 _PARENT_POLL_S = 0.2
+PARENT_ENV = "LUCIDDREAM_PARENT_PID"  # must match protocol.PARENT_ENV
 
 
 def claim_stdout() -> BinaryIO:
@@ -41,18 +42,33 @@ def claim_stdout() -> BinaryIO:
 def watch_parent(interval: float = _PARENT_POLL_S) -> None:
     """Exit when the parent dies: it is re-parented (getppid changes), which this thread notices within `interval`.
 
+    Client.spawn also passes its pid in LUCIDDREAM_PARENT_PID, which covers a parent that died while this
+    process was still importing torch (getppid would already be the new parent when the watch starts).
     prctl(PR_SET_PDEATHSIG) is not used: it fires when the parent's *thread* that spawned us ends, and hosts may
-    spawn the worker from a short-lived thread. Where getppid never changes (Windows), stdin closing ends us.
+    spawn the worker from a short-lived thread. On Windows, where neither check works (os.kill would terminate
+    the process), stdin closing ends us.
     """
     parent = os.getppid()
+    claimed = os.environ.get(PARENT_ENV, "")
+    spawner = int(claimed) if claimed.isdigit() and sys.platform != "win32" else None
 
     def watch() -> None:
         while True:
-            time.sleep(interval)
-            if os.getppid() != parent:
+            if os.getppid() != parent or (spawner is not None and not _alive(spawner)):
                 _quit(3)
+            time.sleep(interval)
 
     threading.Thread(target=watch, name="luciddream-parent-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but not ours to signal
+        return True
+    return True
 
 
 def _quit(status: int) -> None:
