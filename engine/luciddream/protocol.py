@@ -302,12 +302,13 @@ def _fields(header: Dict[str, Any], required: Sequence[str], optional: Sequence[
                                        f"characters or a whole number.")
 
 
-def _whole(header: Dict[str, Any], name: str, low: int, high: int) -> int:
+def _whole(header: Dict[str, Any], name: str, low: int, high: int, size: bool = False) -> int:
+    """A whole-number field; `size`: a value over the top is TOO_LARGE (a limit) rather than a BAD_REQUEST."""
     value = header[name]
     if type(value) is not int:
         raise WorkerError(BAD_REQUEST, f'"{name}" must be a whole number, not {_show(value)}.')
     if not low <= value <= high:
-        raise WorkerError(TOO_LARGE if value > high else BAD_REQUEST,
+        raise WorkerError(TOO_LARGE if size and value > high else BAD_REQUEST,
                           f'"{name}" must be between {low} and {high}; got {value}.')
     return value
 
@@ -351,8 +352,8 @@ class JobRequest:
     def from_header(cls, header: Dict[str, Any], limits: Limits) -> "JobRequest":
         """Check every field of a dream header and say which one is wrong and how."""
         _fields(header, ("id", "width", "height", "channels", "sample"), ("mask", "targets", "settings"))
-        width = _whole(header, "width", 1, limits.max_side)
-        height = _whole(header, "height", 1, limits.max_side)
+        width = _whole(header, "width", 1, limits.max_side, size=True)
+        height = _whole(header, "height", 1, limits.max_side, size=True)
         if width * height > limits.max_pixels:
             raise WorkerError(TOO_LARGE, f"The image is {width}×{height} pixels, more than the "
                                          f"{limits.max_pixels / 1e6:.1f} megapixels this engine accepts: dream a "
@@ -767,6 +768,11 @@ class _PipeTransport(_Transport):
         self._reader.join(5)
         self.proc.stdout.close()
         self._log.close()
+        if self.proc.returncode == 0:  # a clean exit leaves nothing worth reading; failures keep their log
+            try:
+                os.unlink(self.log_path)
+            except OSError:
+                pass
 
 
 def _log_tail(path: str, lines: int = 1) -> str:

@@ -340,21 +340,27 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.close_connection = True
         last: Optional[Tuple[Dict[str, Any], Tuple[Any, ...]]] = None
-        quiet_since = time.monotonic()
+        quiet_since = next_check = time.monotonic()
         try:
             while True:
                 try:
-                    header, payload = job.events.get(timeout=POLL_S)
+                    item = job.events.get(timeout=max(0.0, next_check - time.monotonic()))
                 except queue.Empty:
+                    item = None
+                now = time.monotonic()
+                if now >= next_check:  # checked on a clock, not only when quiet: progress may never pause
+                    next_check = now + POLL_S
                     if _gone(self.connection):
                         runner.cancel(job)
                         return
-                    if last is not None and time.monotonic() - quiet_since > HEARTBEAT_S:
+                    if item is None and last is not None and now - quiet_since > HEARTBEAT_S:
                         self._chunk(P.encode(*last))  # a heartbeat: the same news again
-                        quiet_since = time.monotonic()
+                        quiet_since = now
+                if item is None:
                     continue
+                header, payload = item
                 self._chunk(P.encode(header, *payload))
-                quiet_since = time.monotonic()
+                quiet_since = now
                 if header["kind"] in (P.RESULT, P.ERROR):
                     self.wfile.write(b"0\r\n\r\n")
                     return
