@@ -238,6 +238,15 @@ def test_client_checks_buffers_before_sending(client):
     assert info.value.code == P.TOO_LARGE
 
 
+def test_client_adopts_the_engines_smaller_limit():
+    with P.Client.spawn(sys.executable, "-m", "luciddream", "worker", "--max-pixels", "1000", env=ENV) as small:
+        assert small.hello()["max_pixels"] == 1000
+        with pytest.raises(P.WorkerError) as info:
+            dream(small, image())
+        assert info.value.code == P.TOO_LARGE and "more than the 1,000 this engine accepts" in info.value.message
+        assert small.hello()["max_pixels"] == 1000  # refused on this side: the worker is still there
+
+
 def test_spawn_with_a_python_that_lacks_the_engine_says_so():
     with pytest.raises(P.WorkerError) as info:
         P.Client.spawn(sys.executable, "-c", "import sys; sys.exit('No module named luciddream')",
@@ -273,7 +282,7 @@ def test_worker_survives_malformed_requests():
         raw.error(raw_frame(json.dumps(dream_header(mask=True)).encode(), pixels), P.BAD_REQUEST)
         # absurd declared sizes: refused from the header alone
         msg = raw.error(raw_frame(json.dumps(dream_header(width=60000, height=60000)).encode()), P.TOO_LARGE)
-        assert "megapixels" in msg.header["message"]
+        assert "more than the 67,108,864 this engine accepts" in msg.header["message"]
         raw.error(raw_frame(json.dumps(dream_header(width=10 ** 30)).encode()), P.TOO_LARGE)
         raw.error(raw_frame(json.dumps(dream_header(width="64")).encode(), pixels), P.BAD_REQUEST)
         raw.error(raw_frame(json.dumps(dream_header(width=True)).encode(), pixels), P.BAD_REQUEST)

@@ -356,8 +356,8 @@ class JobRequest:
         height = _whole(header, "height", 1, limits.max_side, size=True)
         if width * height > limits.max_pixels:
             raise WorkerError(TOO_LARGE, f"The image is {width}×{height} pixels, more than the "
-                                         f"{limits.max_pixels / 1e6:.1f} megapixels this engine accepts: dream a "
-                                         f"smaller selection, or start the engine with a larger --max-pixels.")
+                                         f"{limits.max_pixels:,} this engine accepts: dream a smaller selection, "
+                                         f"or start the engine with a larger --max-pixels.")
         channels = _whole(header, "channels", 1, MAX_CHANNELS)
         sample = header["sample"]
         if sample not in SAMPLE_BYTES:
@@ -426,8 +426,6 @@ class Progress:
     octaves: Optional[int] = None
     position: Optional[int] = None
 
-
-_DONE = object()
 
 
 class Job:
@@ -560,6 +558,7 @@ class Client:
     def __init__(self, transport: "_Transport") -> None:
         self._t = transport
         self._ids = itertools.count(1)
+        self._greeted = False
 
     @classmethod
     def spawn(cls, python_exe: Optional[str] = None, *args: str, env: Optional[Dict[str, str]] = None,
@@ -593,6 +592,11 @@ class Client:
             raise WorkerError(UNSUPPORTED_VERSION, f"The engine speaks protocol version {reply.get('protocol')} but "
                                                    f"this plug-in speaks {PROTOCOL_VERSION}: install matching "
                                                    f"versions of both.")
+        most = reply.get("max_pixels")
+        if type(most) is int and 0 < most < self._t.limits.max_pixels:
+            # Refuse a too large image here: an engine that refuses it mid-upload can only hang up on us.
+            self._t.limits = Limits(self._t.limits.max_header, self._t.limits.max_side, most)
+        self._greeted = True
         return reply
 
     def dream(self, pixels: Any, width: int, height: int, channels: int, sample_type: str, mask: Any = None,
@@ -604,6 +608,8 @@ class Client:
         `targets`: e.g. "goldfish, layer:block6=0.5" ("" for the model's classic look). `settings`: model, octaves,
         octave_scale, steps, step_size, tile, seed, device, feather.
         """
+        if not self._greeted:
+            self.hello()
         req = make_request(str(next(self._ids)), pixels, width, height, channels, sample_type, mask, targets,
                            settings, self._t.limits)
         parts = [_to_little(pixels, sample_type)] + ([mask] if mask is not None else [])

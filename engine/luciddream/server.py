@@ -234,7 +234,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         from .worker import engine_info
 
-        info = engine_info()
+        info = engine_info(self.server.engine.limits)
         info.update({"kind": P.HELLO, "id": None, "queue": self.server.engine.max_waiting})
         self._reply(200, info)
 

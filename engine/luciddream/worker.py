@@ -79,13 +79,14 @@ def _quit(status: int) -> None:
         os._exit(status)
 
 
-def engine_info() -> Dict[str, Any]:
+def engine_info(limits: P.Limits) -> Dict[str, Any]:
+    """The body of a hello reply: versions, what can be dreamed with, and the largest image accepted."""
     from . import __version__
     from .models import DEFAULT_MODEL, SPECS
 
     return {"protocol": P.PROTOCOL_VERSION, "engine": __version__, "pid": os.getpid(),
             "python": ".".join(map(str, sys.version_info[:3])), "default_model": DEFAULT_MODEL,
-            "models": [name for name, spec in SPECS.items() if spec.available()]}
+            "models": [name for name, spec in SPECS.items() if spec.available()], "max_pixels": limits.max_pixels}
 
 
 def run_job(req: P.JobRequest, payload: Any, cancel: threading.Event,
@@ -175,7 +176,7 @@ class Worker:
             if msg.error is not None:
                 self.send_error(msg.id, msg.error.code, msg.error.message)
             elif msg.kind == P.HELLO:
-                reply = engine_info()
+                reply = engine_info(self.limits)
                 reply.update({"kind": P.HELLO, "id": msg.id})
                 self.send(reply)
             elif msg.kind == P.CANCEL:
@@ -250,7 +251,10 @@ def run(args: argparse.Namespace) -> int:
     out = claim_stdout()
     watch_parent()
     limits = P.Limits(max_pixels=max(1, args.max_pixels))
-    status = Worker(out, limits).serve(sys.stdin.buffer)
+    try:
+        status = Worker(out, limits).serve(sys.stdin.buffer)
+    except KeyboardInterrupt:  # Ctrl-C in the terminal that started the host reaches us too: leave quietly
+        status = 130
     _quit(status)
     return status  # not reached
 
