@@ -253,6 +253,9 @@ def test_spawn_with_a_python_that_lacks_the_engine_says_so():
                        startup_timeout=30)
     assert info.value.code == P.WORKER_GONE
     assert "exited with status 1" in info.value.message and "No module named luciddream" in info.value.message
+    log = Path(info.value.message.rsplit("(log: ", 1)[1].rstrip(")"))
+    assert log.read_text().strip() == "No module named luciddream"  # a failed worker's log is kept
+    log.unlink()
     with pytest.raises(P.WorkerError) as info:
         P.Client.spawn("/nonexistent/python3")
     assert info.value.code == P.WORKER_GONE and "Cannot start the engine" in info.value.message
@@ -377,7 +380,7 @@ PARENT = textwrap.dedent("""
     import protocol as P
     if sys.argv[2] == "client":            # the plug-in's way: pipes, stdin closes when we die
         c = P.Client.spawn(sys.executable, env=None)
-        print(c.hello()["pid"], flush=True)
+        print(c.hello()["pid"], c.log_path, flush=True)
     else:                                  # stdin held open by the grandparent: only the parent watch can tell
         w = subprocess.Popen([sys.executable, "-m", "luciddream.worker"], stdin=sys.stdin, stdout=subprocess.PIPE)
         msg = P.read_message(w.stdout, P.Limits())
@@ -407,8 +410,8 @@ def test_worker_dies_with_its_parent(tmp_path, how):
         if how == "held-stdin":  # the worker reads this hello from the stdin it shares with its parent
             parent.stdin.write(P.frame_bytes({"kind": "hello"}))
             parent.stdin.flush()
-        line = _readline(parent.stdout, 60)
-        pid = int(line)
+        words = _readline(parent.stdout, 60).split()
+        pid = int(words[0])
         assert not _gone(pid)
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=5)
@@ -416,6 +419,8 @@ def test_worker_dies_with_its_parent(tmp_path, how):
         while not _gone(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert _gone(pid), "the worker outlived its parent by more than 2 s"
+        for log in words[1:]:  # the dead parent could not clean up after its worker
+            Path(os.fsdecode(log)).unlink()
     finally:
         parent.kill()
         parent.wait()

@@ -659,6 +659,7 @@ class _PipeTransport(_Transport):
                                          env=env, cwd=cwd, creationflags=flags)
         except OSError as exc:
             self._log.close()
+            os.unlink(self.log_path)
             raise WorkerError(WORKER_GONE, f"Cannot start the engine with {command[0]} ({exc.strerror or exc}): "
                                            f"set the plug-in's engine Python to the one luciddream is installed in.")
         self._write_lock = threading.Lock()
