@@ -154,7 +154,8 @@ def gradient(img: torch.Tensor, free: torch.Tensor, net: DreamNet, targets: Sequ
     free_p = F.pad(free, pad) if jit > 0 else free
     grad = torch.zeros_like(padded)
     ref = net.spec.input_size ** 2
-    for t in tiles.layout(padded.shape[2], padded.shape[3], tile, overlap, rng, padded.device):
+    # The jitter margin rides along: an image of exactly one tile stays one tile.
+    for t in tiles.layout(padded.shape[2], padded.shape[3], tile + jit, overlap, rng, padded.device):
         if not bool(free_p[:, :, t.ys, t.xs].any()):
             continue
         _check(cancel)
