@@ -1,0 +1,535 @@
+#!/usr/bin/env python3
+"""Set up luciddream: the engine in its own virtual environment, the plug-ins in GIMP's and Krita's folders.
+
+    python3 install.py                 # everything that is found
+    python3 install.py --only krita    # just one part; --dry-run shows what would happen; --uninstall undoes it
+
+Standard library only, any Python >= 3.9: this runs before anything else is installed. Every file it writes is
+recorded in a manifest, so a second run changes nothing (and says so) and --uninstall removes exactly what was
+installed.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+ROOT = Path(__file__).resolve().parent
+PROTOCOL = ROOT / "engine" / "luciddream" / "protocol.py"
+GIMP_SRC = ROOT / "gimp_plugin" / "luciddream"
+KRITA_SRC = ROOT / "krita_plugin"
+PLUGIN = "luciddream"
+PARTS = ("engine", "gimp", "krita")
+SYSTEM = platform.system()  # Linux, Darwin, Windows
+
+
+class InstallError(Exception):
+    """Something the user can fix; printed as one sentence, exit status 2."""
+
+
+# ----------------------------------------------------------------------------------------------- where things go
+def home() -> Path:
+    return Path(os.environ.get("HOME") or os.environ.get("USERPROFILE") or Path.home())
+
+
+def data_dir() -> Path:
+    """Per-user data folder: the engine's venv and the install manifest live here."""
+    if SYSTEM == "Windows":
+        return Path(os.environ.get("LOCALAPPDATA") or home() / "AppData" / "Local") / "luciddream"
+    if SYSTEM == "Darwin":
+        return home() / "Library" / "Application Support" / "luciddream"
+    return Path(os.environ.get("XDG_DATA_HOME") or home() / ".local" / "share") / "luciddream"
+
+
+def venv_python(venv: Path) -> Path:
+    return venv / ("Scripts/python.exe" if SYSTEM == "Windows" else "bin/python")
+
+
+def venv_script(venv: Path) -> Path:
+    return venv / ("Scripts/luciddream.exe" if SYSTEM == "Windows" else "bin/luciddream")
+
+
+def _config_home() -> Path:
+    return Path(os.environ.get("XDG_CONFIG_HOME") or home() / ".config")
+
+
+def _xdg_data() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME") or home() / ".local" / "share")
+
+
+def gimp_candidates() -> List[Path]:
+    """GIMP 3.x profile folders ("…/GIMP/3.0"), native and Flatpak, newest version last."""
+    roots: List[Path] = []
+    if SYSTEM == "Windows":
+        roots.append(Path(os.environ.get("APPDATA") or home() / "AppData" / "Roaming") / "GIMP")
+    elif SYSTEM == "Darwin":
+        roots.append(home() / "Library" / "Application Support" / "GIMP")
+    else:
+        roots += [_config_home() / "GIMP", home() / ".var" / "app" / "org.gimp.GIMP" / "config" / "GIMP",
+                  home() / "snap" / "gimp" / "current" / ".config" / "GIMP"]
+    found = []
+    for root in roots:
+        for version in ("3.0", "3.2"):
+            if (root / version).is_dir():
+                found.append(root / version)
+    return found
+
+
+def gimp_executable() -> Optional[str]:
+    for name in ("gimp-3.2", "gimp-3.0", "gimp-3", "gimp"):
+        path = shutil.which(name)
+        if path and (name != "gimp" or _gimp_is_3(path)):
+            return path
+    return None
+
+
+def _gimp_is_3(path: str) -> bool:
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return " 3." in out
+
+
+@dataclass
+class KritaHome:
+    pykrita: Path
+    kritarc: Path
+    kind: str
+
+
+def krita_candidates() -> List[KritaHome]:
+    """Krita resource folders: native and AppImage share one; Flatpak has its own."""
+    if SYSTEM == "Windows":
+        appdata = Path(os.environ.get("APPDATA") or home() / "AppData" / "Roaming")
+        local = Path(os.environ.get("LOCALAPPDATA") or home() / "AppData" / "Local")
+        homes = [KritaHome(appdata / "krita" / "pykrita", local / "kritarc", "native")]
+    elif SYSTEM == "Darwin":
+        homes = [KritaHome(home() / "Library" / "Application Support" / "krita" / "pykrita",
+                           home() / "Library" / "Preferences" / "kritarc", "native")]
+    else:
+        flat = home() / ".var" / "app" / "org.kde.krita"
+        homes = [KritaHome(_xdg_data() / "krita" / "pykrita", _config_home() / "kritarc", "native or AppImage"),
+                 KritaHome(flat / "data" / "krita" / "pykrita", flat / "config" / "kritarc", "Flatpak")]
+    return homes
+
+
+def krita_present(k: KritaHome) -> bool:
+    if k.pykrita.parent.is_dir() or k.kritarc.is_file():
+        return True
+    if k.kind.startswith("native"):
+        return shutil.which("krita") is not None or any(home().glob("*/krita*.appimage")) or any(
+            home().glob("*/krita*.AppImage"))
+    return False
+
+
+# -------------------------------------------------------------------------------------------------- the manifest
+@dataclass
+class Manifest:
+    """What this installer put on disk, so it can say "nothing to do" and uninstall exactly that."""
+
+    path: Path
+    files: Dict[str, str] = field(default_factory=dict)      # path -> sha256 written
+    folders: List[str] = field(default_factory=list)         # folders this installer created
+    kritarc: Dict[str, str] = field(default_factory=dict)    # kritarc path -> "created" | "added" | "present"
+    venvs: List[str] = field(default_factory=list)           # venvs this installer created
+
+    @classmethod
+    def load(cls, path: Path) -> "Manifest":
+        if not path.is_file():
+            return cls(path)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InstallError(f"{path} is unreadable ({exc}); delete it and run the installer again.") from None
+        return cls(path, dict(raw.get("files", {})), list(raw.get("folders", [])), dict(raw.get("kritarc", {})),
+                   list(raw.get("venvs", [])))
+
+    def make_folder(self, folder: Path) -> None:
+        """mkdir -p, remembering each folder it creates so uninstall can take it away again."""
+        missing = []
+        probe = folder
+        while not probe.exists():
+            missing.append(probe)
+            probe = probe.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        for f in missing:
+            if str(f) not in self.folders:
+                self.folders.append(str(f))
+
+    def save(self) -> None:
+        self.make_folder(self.path.parent)
+        data = {"files": self.files, "folders": self.folders, "kritarc": self.kritarc, "venvs": self.venvs}
+        self.path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class Report:
+    dry_run: bool
+    changed: int = 0
+
+    def did(self, message: str) -> None:
+        self.changed += 1
+        print(("would " if self.dry_run else "") + message)
+
+    def same(self, message: str) -> None:
+        print(message)
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not os.access(probe, os.W_OK):
+        raise InstallError(f"{folder} is not writable, so the {what} cannot be installed there; fix its "
+                           f"permissions or point --{what.split()[0]}-dir at a folder you own.")
+
+
+def put_file(dest: Path, data: bytes, executable: bool, manifest: Manifest, report: Report) -> None:
+    """Write a file unless it already holds these bytes; record it either way."""
+    current = dest.read_bytes() if dest.is_file() else None
+    mode_ok = not executable or (dest.exists() and os.access(dest, os.X_OK))
+    if current == data and mode_ok:
+        manifest.files[str(dest)] = _sha(data)
+        return
+    report.did(f"{'update' if current is not None else 'write'} {dest}")
+    if report.dry_run:
+        return
+    manifest.make_folder(dest.parent)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.chmod(tmp, 0o755 if executable else 0o644)
+    os.replace(tmp, dest)
+    manifest.files[str(dest)] = _sha(data)
+
+
+def engine_config(python: Path, url: Optional[str], token: Optional[str]) -> bytes:
+    """What the plug-ins read to reach the engine: a Python to spawn `luciddream worker` with, or a server."""
+    config = {"python": str(python), "url": url, "token": token}
+    return (json.dumps(config, indent=1) + "\n").encode()
+
+
+def _tree(src: Path) -> List[Path]:
+    return sorted(p for p in src.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                  and p.suffix not in (".pyc", ".pyo") and p.name != "protocol.py")
+
+
+# ----------------------------------------------------------------------------------------------------- adapters
+def install_gimp(plugins: Path, config: bytes, manifest: Manifest, report: Report) -> None:
+    if not (GIMP_SRC / f"{PLUGIN}.py").is_file():
+        raise InstallError(f"{GIMP_SRC / (PLUGIN + '.py')} is missing: run the installer from a complete checkout.")
+    _check_writable(plugins, "gimp plug-in")
+    dest = plugins / PLUGIN
+    before = report.changed
+    for src in _tree(GIMP_SRC):
+        rel = src.relative_to(GIMP_SRC)
+        put_file(dest / rel, src.read_bytes(), rel.name == f"{PLUGIN}.py", manifest, report)
+    put_file(dest / "protocol.py", PROTOCOL.read_bytes(), False, manifest, report)
+    put_file(dest / "engine.json", config, False, manifest, report)
+    if report.changed == before:
+        report.same(f"gimp: up to date in {dest}")
+    else:
+        print(f"gimp: plug-in in {dest} (Filters › Artistic › Lucid Dream…; restart GIMP)")
+
+
+def install_krita(k: KritaHome, config: bytes, manifest: Manifest, report: Report) -> None:
+    if not (KRITA_SRC / f"{PLUGIN}.desktop").is_file():
+        raise InstallError(f"{KRITA_SRC / (PLUGIN + '.desktop')} is missing: run the installer from a complete "
+                           f"checkout.")
+    _check_writable(k.pykrita, "krita plug-in")
+    before = report.changed
+    for src in _tree(KRITA_SRC):
+        rel = src.relative_to(KRITA_SRC)
+        put_file(k.pykrita / rel, src.read_bytes(), False, manifest, report)
+    put_file(k.pykrita / PLUGIN / "protocol.py", PROTOCOL.read_bytes(), False, manifest, report)
+    put_file(k.pykrita / PLUGIN / "engine.json", config, False, manifest, report)
+    enable_in_kritarc(k.kritarc, manifest, report)
+    if report.changed == before:
+        report.same(f"krita: up to date in {k.pykrita}")
+    else:
+        print(f"krita: plug-in in {k.pykrita} (Settings › Dockers › Lucid Dream; restart Krita)")
+
+
+def enable_in_kritarc(path: Path, manifest: Manifest, report: Report) -> None:
+    """Krita silently ignores a Python plug-in unless kritarc's [python] group says enable_NAME=true."""
+    key = f"enable_{PLUGIN}"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    out, in_python, seen, done = [], False, False, False
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            if in_python and not done:
+                out.append(f"{key}=true")
+                done = True
+            in_python = stripped == "[python]"
+            seen = seen or in_python
+        elif in_python and stripped.split("=", 1)[0].strip() == key:
+            if stripped.split("=", 1)[-1].strip().lower() == "true":
+                manifest.kritarc.setdefault(str(path), "present")
+                return
+            line, done = f"{key}=true", True
+        out.append(line)
+    if in_python and not done:
+        out.append(f"{key}=true")
+    if not seen:
+        out += ["", "[python]", f"{key}=true"] if out else ["[python]", f"{key}=true"]
+    report.did(f"enable the plug-in in {path}")
+    manifest.kritarc[str(path)] = "added" if path.is_file() else "created"
+    if not report.dry_run:
+        manifest.make_folder(path.parent)
+        path.write_text("\n".join(out) + "\n", encoding="utf-8")
+
+
+def disable_in_kritarc(path: Path, remove_if_empty: bool = False) -> None:
+    """Take our line out again; a kritarc we created and Krita never filled goes entirely."""
+    if not path.is_file():
+        return
+    key = f"enable_{PLUGIN}="
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if not line.strip().replace(" ", "").startswith(key)]
+    if remove_if_empty and all(line.strip() in ("", "[python]") for line in kept):
+        path.unlink()
+    elif kept != lines:
+        path.write_text("\n".join(kept) + "\n", encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------------------------------- engine
+def _run(cmd: List[str], what: str) -> None:
+    print(f"  $ {' '.join(cmd)}")
+    result = subprocess.run(cmd)
+    if result.returncode != 0:
+        raise InstallError(f"{what} failed (exit {result.returncode}); the output above says why — check the "
+                           f"network or proxy (pip honours HTTPS_PROXY), then run the installer again.")
+
+
+def _has_nvidia() -> bool:
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return False
+    try:
+        return subprocess.run([smi, "-L"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def _quiet_ok(cmd: List[str]) -> bool:
+    return subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+
+
+def install_torch(python: Path, spec: Optional[str]) -> None:
+    """The torch build that fits the machine, without gigabytes of CUDA libraries on a machine with no NVIDIA GPU."""
+    pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check"]
+    if spec:
+        _run(pip + spec.split(), "installing torch")
+        return
+    if _quiet_ok([str(python), "-c", "import torch"]):
+        print("  torch is already installed")
+        return
+    if SYSTEM == "Darwin" or (SYSTEM == "Linux" and _has_nvidia()):
+        _run(pip + ["torch"], "installing torch")  # PyPI's default: MPS on macOS, CUDA on Linux
+    elif SYSTEM == "Windows" and _has_nvidia():
+        _run(pip + ["torch", "--index-url", "https://download.pytorch.org/whl/cu126"], "installing CUDA torch")
+    else:
+        # No NVIDIA GPU: a CPU build. A wheel already on this machine (pip's find-links) comes first, offline;
+        # otherwise PyTorch's CPU index (PyPI's Linux wheel would pull several GB of CUDA libraries).
+        print("  no NVIDIA GPU: installing the CPU build of torch")
+        if not _quiet_ok(pip + ["--no-index", "--no-deps", "torch"]):
+            _run(pip + ["torch", "--index-url", "https://download.pytorch.org/whl/cpu", "--extra-index-url",
+                        "https://pypi.org/simple"], "installing the CPU build of torch")
+
+
+def project_version() -> str:
+    for line in (ROOT / "pyproject.toml").read_text(encoding="utf-8").splitlines():
+        if line.startswith("version"):
+            return line.split("=", 1)[1].strip().strip('"')
+    return "?"
+
+
+def engine_version(python: Path) -> Optional[str]:
+    try:
+        out = subprocess.run([str(python), "-c", "import luciddream, sys; sys.stdout.write(luciddream.__version__)"],
+                             capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def install_engine(venv: Path, args: argparse.Namespace, manifest: Manifest, report: Report) -> None:
+    python = venv_python(venv)
+    extras = f"[{args.extras}]" if args.extras else ""
+    if python.exists() and engine_version(python) == project_version() and not args.torch:
+        report.same(f"engine: up to date in {venv}")
+        return
+    report.did(f"install the engine into {venv}")
+    if report.dry_run:
+        return
+    if not python.exists():
+        _check_writable(venv, "engine venv")
+        _run([sys.executable, "-m", "venv", str(venv)], "creating the virtual environment")
+        if str(venv) not in manifest.venvs:
+            manifest.venvs.append(str(venv))
+        manifest.save()
+    install_torch(python, args.torch)
+    target = [str(ROOT) + extras] if not args.editable else ["-e", str(ROOT) + extras]
+    _run([str(python), "-m", "pip", "install", "--disable-pip-version-check", *target], "installing the engine")
+    if engine_version(python) is None:
+        raise InstallError(f"the engine does not import in {venv}; run `{python} -c 'import luciddream'` to see why.")
+    print(f"engine: installed in {venv}")
+
+
+def link_command(venv: Path, manifest: Manifest, report: Report) -> None:
+    """~/.local/bin/luciddream → the venv's script, so `luciddream` works like any installed command."""
+    if SYSTEM == "Windows":
+        return
+    link = home() / ".local" / "bin" / "luciddream"
+    target = venv_script(venv)
+    if link.is_symlink() and os.readlink(link) == str(target):
+        manifest.files[str(link)] = "symlink"
+        return
+    if link.exists() and not link.is_symlink():
+        print(f"note: {link} exists and is not ours; run the engine as {target}")
+        return
+    report.did(f"link {link} → {target}")
+    if report.dry_run:
+        return
+    manifest.make_folder(link.parent)
+    if link.is_symlink():
+        link.unlink()
+    link.symlink_to(target)
+    manifest.files[str(link)] = "symlink"
+    if str(link.parent) not in os.environ.get("PATH", "").split(os.pathsep):
+        print(f"note: {link.parent} is not on your PATH; add it, or run {link}")
+
+
+# ---------------------------------------------------------------------------------------------------- uninstall
+def uninstall(manifest: Manifest, report: Report) -> None:
+    if not manifest.files and not manifest.kritarc and not manifest.venvs:
+        print(f"nothing to uninstall: {manifest.path} lists no installed files")
+        return
+    for name in sorted(manifest.files):
+        path = Path(name)
+        if path.is_symlink() or path.exists():
+            report.did(f"remove {path}")
+            if not report.dry_run:
+                path.unlink()
+                for cache in path.parent.glob("__pycache__"):  # Python leaves these beside plug-in modules
+                    shutil.rmtree(cache, ignore_errors=True)
+    for rc, how in manifest.kritarc.items():
+        if how in ("added", "created"):
+            report.did(f"disable the plug-in in {rc}")
+            if not report.dry_run:
+                disable_in_kritarc(Path(rc), remove_if_empty=how == "created")
+    for venv in manifest.venvs:
+        if Path(venv).is_dir():
+            report.did(f"remove the engine's environment {venv}")
+            if not report.dry_run:
+                shutil.rmtree(venv)
+    if not report.dry_run:
+        manifest.path.unlink(missing_ok=True)
+        for folder in sorted(manifest.folders, key=lambda f: len(Path(f).parts), reverse=True):
+            try:
+                Path(folder).rmdir()  # only if empty: never anything the user put there
+            except OSError:
+                pass
+    print("uninstalled" if not report.dry_run else "(dry run: nothing was removed)")
+
+
+# --------------------------------------------------------------------------------------------------------- main
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="install.py", description="Set up luciddream's engine and plug-ins.")
+    ap.add_argument("--only", action="append", choices=PARTS, help="install just this part (repeatable)")
+    ap.add_argument("--venv", type=Path, help=f"engine environment (default {data_dir() / 'venv'})")
+    ap.add_argument("--gimp-dir", type=Path, help="GIMP 3 plug-ins folder (default: found automatically)")
+    ap.add_argument("--krita-dir", type=Path, help="Krita pykrita folder (default: found automatically)")
+    ap.add_argument("--kritarc", type=Path, help="Krita's kritarc (default: beside the found pykrita folder)")
+    ap.add_argument("--torch", metavar="SPEC", help="pip requirement(s) for torch, e.g. 'torch==2.5.1 --index-url URL'")
+    ap.add_argument("--server", metavar="URL", help="plug-ins use a running `luciddream serve` instead of a worker")
+    ap.add_argument("--token", help="token for --server")
+    ap.add_argument("--editable", action="store_true", help="install the engine in development mode (pip -e)")
+    ap.add_argument("--extras", help="engine extras, e.g. test")
+    ap.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
+    ap.add_argument("--uninstall", action="store_true", help="remove what this installer installed")
+    return ap.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    parts = set(args.only or PARTS)
+    explicit = args.only is not None
+    report = Report(args.dry_run)
+    manifest = Manifest.load(data_dir() / "install.json")
+    try:
+        if sys.version_info < (3, 9):
+            raise InstallError("install.py needs Python 3.9 or newer.")
+        if args.uninstall:
+            uninstall(manifest, report)
+            return 0
+        venv = (args.venv or data_dir() / "venv").expanduser().absolute()
+        if "engine" in parts:
+            install_engine(venv, args, manifest, report)
+            if not args.venv:
+                link_command(venv, manifest, report)
+        config = engine_config(venv_python(venv), args.server, args.token)
+        if "gimp" in parts:
+            dirs = [args.gimp_dir] if args.gimp_dir else [d / "plug-ins" for d in gimp_candidates()]
+            if not dirs and gimp_executable():
+                dirs = [_config_home() / "GIMP" / "3.0" / "plug-ins"]
+            if not dirs:
+                message = ("gimp: GIMP 3 not found (no GIMP/3.0 profile folder, no gimp-3.0 on PATH); start GIMP 3 "
+                           "once, or pass --gimp-dir PLUG-INS-FOLDER")
+                if explicit:
+                    raise InstallError(message)
+                print(message)
+            for d in dirs:
+                install_gimp(d.expanduser().absolute(), config, manifest, report)
+        if "krita" in parts:
+            if args.krita_dir:
+                rc = args.kritarc or (_config_home() / "kritarc")
+                homes = [KritaHome(args.krita_dir.expanduser().absolute(), rc, "given")]
+            else:
+                homes = [k for k in krita_candidates() if krita_present(k)]
+                if args.kritarc:
+                    homes = [KritaHome(k.pykrita, args.kritarc, k.kind) for k in homes]
+            if not homes:
+                message = ("krita: Krita not found (no krita folder in your data folder, no krita on PATH); start "
+                           "Krita once, or pass --krita-dir PYKRITA-FOLDER")
+                if explicit:
+                    raise InstallError(message)
+                print(message)
+            for k in homes:
+                install_krita(k, config, manifest, report)
+        if not report.dry_run:
+            manifest.save()
+        if report.changed == 0:
+            print("nothing to do: everything is already installed")
+        elif report.dry_run:
+            print("(dry run: nothing was changed)")
+        return 0
+    except InstallError as exc:
+        if not report.dry_run and (manifest.files or manifest.venvs):
+            manifest.save()
+        print(f"install.py: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if not report.dry_run:
+            manifest.save()
+        print("install.py: interrupted; run it again to finish.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""install.py against temporary homes laid out like each host's real folders (native, Flatpak, GIMP 3.2)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV = Path(sys.prefix)  # the environment running the tests already holds the engine
+
+
+def install(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XDG_")}
+    env.update(HOME=str(home), PATH=str(home / "no-bin"))  # no host executables: only the folders decide
+    return subprocess.run([sys.executable, str(ROOT / "install.py"), "--venv", str(VENV), *args], env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def snapshot(home: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(home)): (p.read_bytes() if p.is_file() else b"<dir>")
+            for p in sorted(home.rglob("*"))}
+
+
+LAYOUTS = {
+    "native": (".config/GIMP/3.0", ".local/share/krita", ".config/kritarc"),
+    "gimp32": (".config/GIMP/3.2", ".local/share/krita", ".config/kritarc"),
+    "flatpak": (".var/app/org.gimp.GIMP/config/GIMP/3.0", ".var/app/org.kde.krita/data/krita",
+                ".var/app/org.kde.krita/config/kritarc"),
+}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_install_twice_then_uninstall_exactly(tmp_path, layout):
+    gimp, krita, kritarc = LAYOUTS[layout]
+    (tmp_path / gimp).mkdir(parents=True)
+    (tmp_path / krita).mkdir(parents=True)
+    (tmp_path / kritarc).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / kritarc).write_text("[General]\nfoo=1\n\n[python]\nenable_other=true\n")
+    before = snapshot(tmp_path)
+
+    r = install(tmp_path, "--only", "gimp", "--only", "krita")
+    assert r.returncode == 0, r.stderr
+    plugin = tmp_path / gimp / "plug-ins" / "luciddream"
+    assert os.access(plugin / "luciddream.py", os.X_OK)
+    assert (plugin / "protocol.py").read_bytes() == (ROOT / "engine/luciddream/protocol.py").read_bytes()
+    assert json.loads((plugin / "engine.json").read_text())["python"] == str(VENV / "bin" / "python")
+    pykrita = tmp_path / krita / "pykrita"
+    assert (pykrita / "luciddream.desktop").is_file()
+    assert (pykrita / "luciddream" / "__init__.py").is_file()
+    assert (pykrita / "luciddream" / "protocol.py").is_file()
+    rc = (tmp_path / kritarc).read_text()
+    assert "enable_luciddream=true" in rc and "enable_other=true" in rc and "foo=1" in rc
+
+    installed = snapshot(tmp_path)
+    again = install(tmp_path, "--only", "gimp", "--only", "krita")
+    assert again.returncode == 0 and "nothing to do" in again.stdout, again.stdout
+    assert snapshot(tmp_path) == installed
+
+    gone = install(tmp_path, "--uninstall")
+    assert gone.returncode == 0, gone.stderr
+    assert snapshot(tmp_path) == before
+
+
+def test_dry_run_changes_nothing(tmp_path):
+    (tmp_path / ".config/GIMP/3.0").mkdir(parents=True)
+    before = snapshot(tmp_path)
+    r = install(tmp_path, "--only", "gimp", "--dry-run")
+    assert r.returncode == 0 and "would write" in r.stdout
+    assert snapshot(tmp_path) == before
+
+
+def test_host_not_found_says_how_to_point_at_it(tmp_path):
+    r = install(tmp_path, "--only", "gimp")
+    assert r.returncode == 2
+    assert "GIMP 3 not found" in r.stderr and "--gimp-dir" in r.stderr
+    assert r.stderr.count("\n") == 1
+    r = install(tmp_path, "--only", "krita", "--krita-dir", str(tmp_path / "custom/pykrita"),
+                "--kritarc", str(tmp_path / "custom/kritarc"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "custom/pykrita/luciddream/engine.json").is_file()
+    assert "enable_luciddream=true" in (tmp_path / "custom/kritarc").read_text()
+
+
+def test_engine_already_installed_is_left_alone(tmp_path):
+    r = install(tmp_path, "--only", "engine")
+    assert r.returncode == 0, r.stderr
+    assert "engine: up to date" in r.stdout and "nothing to do" in r.stdout
