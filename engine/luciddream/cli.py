@@ -69,7 +69,7 @@ def _run_dream(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from . import files
-    from .dream import dream
+    from .render import dream
 
     src, dst = Path(args.input), Path(args.output)
     image = files.read_image(src)

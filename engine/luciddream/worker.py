@@ -94,7 +94,7 @@ def run_job(req: P.JobRequest, payload: Any, cancel: threading.Event,
     """Turn the payload into arrays, dream, and return the new pixels in the request's layout."""
     import numpy as np
 
-    from .dream import dream
+    from .render import dream
     from .errors import DreamError
 
     settings = dict(req.settings or {})
