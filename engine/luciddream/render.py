@@ -120,6 +120,10 @@ def dream_rgb(rgb: np.ndarray, freedom: np.ndarray | None, net: DreamNet, target
             free = (octaves.resize(free_full, size) > 1e-3).float()
         img = orig if detail is None else (orig + octaves.resize(detail, size)).clamp_(0.0, 1.0)
         count = free.sum() * 3
+        if float(count) == 0:  # a selection too thin to survive this octave's shrinking: dream it larger up
+            done += size[0] * size[1] * cfg.steps
+            detail = img - orig
+            continue
         for s in range(cfg.steps):
             _check(cancel)
             g = gradient(img, free, net, targets, layers, tile, overlap, rng, cancel)
