@@ -212,5 +212,7 @@ def load_model(name: str = DEFAULT_MODEL, device: str | torch.device = "cpu", fu
             for p in net.parameters():
                 p.requires_grad_(False)
             net = net.to(dev)
+            if fused:  # measured: channels_last makes the depthwise-heavy Lite nets ~1.15–1.2× faster on CPU
+                net = net.to(memory_format=torch.channels_last)
             _cache[key] = net
     return net
