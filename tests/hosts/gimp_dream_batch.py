@@ -1,0 +1,139 @@
+# Run by tests/test_gimp_host.py inside real GIMP 3 (gimp-console-3.0 --batch-interpreter python-fu-eval, which
+# exec()s this file with Gimp, Gegl, Gio, GLib and GObject already imported).
+#
+# It builds an image as the job file says (mode, precision, alpha, layer size and offsets, selection, layer kind),
+# calls plug-in-luciddream through the PDB like a script or "Repeat" would, and writes what a test needs to judge
+# the result from outside: the layer's pixels before and after, the selection, any new layer, the PDB status and
+# message. Judging happens in pytest, so a failure there shows the numbers, not just "not ok".
+import array
+import json
+import os
+import sys
+import time
+import traceback
+
+JOB = json.load(open(os.environ["LUCIDDREAM_GIMP_JOB"]))
+OUT = JOB["out"]
+report = {"ok": False, "gimp": Gimp.version()}
+
+
+def fmt_for(job):
+    sample = {"u8": "u8", "u16": "u16", "float": "float"}[job["sample"]]
+    model = ("Y'" if job["base"] == "gray" else "R'G'B'") + ("A" if job["alpha"] else "")
+    return f"{model} {sample}"
+
+
+def pattern(job, w, h):
+    """Smooth gradients with a little texture: something the network can dream on, identical on every run."""
+    channels = (1 if job["base"] == "gray" else 3) + (1 if job["alpha"] else 0)
+    top = {"u8": 255, "u16": 65535, "float": 1.0}[job["sample"]]
+    values = []
+    for y in range(h):
+        for x in range(w):
+            r = (x * 3 + y) % 256 / 255.0
+            g = (y * 5 + ((x * 7) % 13) * 4) % 256 / 255.0
+            b = ((x ^ y) * 9) % 256 / 255.0
+            px = [(r + g + b) / 3.0] if job["base"] == "gray" else [r, g, b]
+            if job["alpha"]:
+                px.append(1.0 if (x + y) % 5 else 0.75)
+            values += [v * top if job["sample"] == "float" else int(round(v * top)) for v in px]
+    code = {"u8": "B", "u16": "H", "float": "f"}[job["sample"]]
+    return array.array(code, values).tobytes(), channels
+
+
+def get(drawable, fmt):
+    rect = Gegl.Rectangle.new(0, 0, drawable.get_width(), drawable.get_height())
+    return bytes(drawable.get_buffer().get(rect, 1.0, fmt, Gegl.AbyssPolicy.NONE))
+
+
+def save(name, data):
+    with open(os.path.join(OUT, name), "wb") as f:
+        f.write(data)
+
+
+try:
+    t0 = time.time()
+    W, H = JOB["image"]
+    base = Gimp.ImageBaseType.GRAY if JOB["base"] == "gray" else Gimp.ImageBaseType.RGB
+    precision = getattr(Gimp.Precision, JOB["precision"])
+    img = Gimp.Image.new_with_precision(W, H, base, precision)
+    lw, lh, ox, oy = JOB["layer"]
+    if JOB["base"] == "gray":
+        ltype = Gimp.ImageType.GRAYA_IMAGE if JOB["alpha"] else Gimp.ImageType.GRAY_IMAGE
+    else:
+        ltype = Gimp.ImageType.RGBA_IMAGE if JOB["alpha"] else Gimp.ImageType.RGB_IMAGE
+    layer = Gimp.Layer.new(img, "photo", lw, lh, ltype, 100.0, Gimp.LayerMode.NORMAL)
+    img.insert_layer(layer, None, 0)
+    layer.set_offsets(ox, oy)
+    fmt = fmt_for(JOB)
+    data, channels = pattern(JOB, lw, lh)
+    buf = layer.get_buffer()
+    buf.set(Gegl.Rectangle.new(0, 0, lw, lh), fmt, data)
+    buf.flush()
+    drawable = layer
+    if JOB.get("kind") == "text":
+        drawable = Gimp.TextLayer.new(img, "Hello", Gimp.context_get_font(), 24.0, Gimp.Unit.pixel())
+        img.insert_layer(drawable, None, 0)
+    elif JOB.get("kind") == "group":
+        drawable = Gimp.GroupLayer.new(img, "group")
+        img.insert_layer(drawable, None, 0)
+    if JOB.get("indexed"):
+        img.convert_indexed(Gimp.ConvertDitherType.NONE, Gimp.ConvertPaletteType.GENERATE, 16, False, False, "")
+    sel = JOB.get("selection")
+    if sel:
+        if JOB.get("ellipse"):
+            img.select_ellipse(Gimp.ChannelOps.REPLACE, *sel)
+        else:
+            img.select_rectangle(Gimp.ChannelOps.REPLACE, *sel)
+        if JOB.get("feather"):
+            Gimp.Selection.feather(img, JOB["feather"])
+        srect = Gegl.Rectangle.new(ox, oy, lw, lh)
+        save("selection.bin", bytes(img.get_selection().get_buffer().get(srect, 1.0, "Y u8",
+                                                                           Gegl.AbyssPolicy.NONE)))
+    if not JOB.get("indexed"):
+        save("before.bin", get(layer, fmt))
+    report["layers_before"] = len(img.get_layers())
+    report["setup_s"] = round(time.time() - t0, 2)
+
+    pdb = Gimp.get_pdb()
+    proc = pdb.lookup_procedure("plug-in-luciddream")
+    report["found"] = proc is not None
+    config = proc.create_config()
+    if JOB.get("last_values"):
+        # What an interactive run leaves behind (only INTERACTIVE runs save them); Filters › Repeat reads it back.
+        folder = os.path.join(Gimp.directory(), "plug-in-settings")
+        os.makedirs(folder, exist_ok=True)
+        # The plug-in's own run config is named GimpProcedureConfigRun-PROC; GIMP saves it as that name + ".last".
+        with open(os.path.join(folder, "GimpProcedureConfigRun-plug-in-luciddream.last"), "w") as f:
+            f.write(JOB["last_values"])
+    config.set_property("run-mode", getattr(Gimp.RunMode, JOB.get("run_mode", "NONINTERACTIVE")))
+    config.set_property("image", img)
+    config.set_core_object_array("drawables", [drawable])
+    for key, value in JOB["args"].items() if JOB.get("run_mode", "NONINTERACTIVE") == "NONINTERACTIVE" else ():
+        config.set_property(key, value)
+    with open(os.path.join(OUT, "started"), "w") as f:
+        f.write(str(os.getpid()))
+    t1 = time.time()
+    result = proc.run(config)
+    report["run_s"] = round(time.time() - t1, 2)
+    status = result.index(0)
+    report["status"] = status.value_nick
+    if status != Gimp.PDBStatusType.SUCCESS and result.length() > 1:
+        report["message"] = str(result.index(1))
+    if not JOB.get("indexed"):
+        save("after.bin", get(layer, fmt))
+    layers = img.get_layers()
+    report["layers_after"] = len(layers)
+    report["layer_names"] = [l.get_name() for l in layers]
+    if len(layers) > report["layers_before"]:
+        new = layers[0]
+        report["new_offsets"] = list(new.get_offsets()[1:])
+        report["new_size"] = [new.get_width(), new.get_height()]
+        save("new.bin", get(new, fmt))
+    report["channels"] = channels
+    report["ok"] = True
+except Exception:
+    report["error"] = traceback.format_exc()
+with open(os.path.join(OUT, "report.json"), "w") as f:
+    json.dump(report, f, indent=1)
+print("LUCIDDREAM_REPORT", json.dumps(report), file=sys.stderr)

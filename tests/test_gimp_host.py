@@ -1,0 +1,260 @@
+"""The GIMP plug-in inside real GIMP 3.0.4 (Debian trixie root from tests/hosts/setup_gimp.sh), headless.
+
+Each test builds an image in GIMP's batch interpreter (tests/hosts/gimp_dream_batch.py), calls plug-in-luciddream
+through the PDB as a script would, and judges the pixels here: outside the selection bit-identical, inside changed,
+8/16-bit, RGB/gray, layer offsets, new layer or this layer, clear refusals. The plug-in runs under trixie's Python
+3.13 and spawns the engine worker from this project's environment, bind-mounted into the root at the same paths.
+"""
+from __future__ import annotations
+
+import array
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BATCH = REPO / "tests" / "hosts" / "gimp_dream_batch.py"
+GIMP_ROOT = Path(os.environ.get("LUCIDDREAM_GIMP_ROOT", "/var/cache/luciddream/gimp-trixie"))
+VENV = Path(sys.prefix)            # the project's environment: the plug-in's engine.json points at its Python
+SHARE = "/work-share"              # where each test's folder appears inside the root
+FAST = {"steps": 2, "octaves": 1, "tile": 128, "seed": 3, "strength": 8.0}
+
+pytestmark = pytest.mark.gimp
+
+
+def _root_ready() -> bool:
+    return (GIMP_ROOT / ".luciddream-gimp-root").is_file() and (GIMP_ROOT / "usr/bin/gimp-console-3.0").exists()
+
+
+@pytest.fixture(scope="session")
+def gimp_root() -> Path:
+    if not _root_ready():
+        message = f"no GIMP 3 root at {GIMP_ROOT}: run tests/hosts/setup_gimp.sh (about 2 minutes, once)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("the GIMP host tests need root and unshare (chroot with bind mounts)")
+    return GIMP_ROOT
+
+
+def _binds() -> List[str]:
+    """Host folders the engine worker needs inside the root, at the same paths: the project (its engine package
+    and .venv) and the Python the venv was made from (.venv/bin/python is a symlink into it)."""
+    paths = {REPO, VENV.resolve(), Path(sys.base_prefix).resolve()}
+    keep = sorted(p for p in paths if not any(q != p and q in p.parents for q in paths))
+    return [str(p) for p in keep]
+
+
+@pytest.fixture(scope="session")
+def gimp_home(gimp_root: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A GIMP profile inside the root with the plug-in installed by install.py, shared by the session's tests."""
+    rel = f"/root/luciddream-tests/{uuid.uuid4().hex[:10]}"
+    home = gimp_root / rel.lstrip("/")
+    plugins = home / ".config/GIMP/3.0/plug-ins"
+    plugins.mkdir(parents=True)
+    install_home = tmp_path_factory.mktemp("install-home")   # install.py keeps its manifest under HOME
+    subprocess.run([sys.executable, str(REPO / "install.py"), "--only", "gimp", "--venv", str(VENV),
+                    "--gimp-dir", str(plugins)], check=True, env=dict(os.environ, HOME=str(install_home)),
+                   capture_output=True, text=True)
+    yield rel
+    shutil.rmtree(home, ignore_errors=True)   # nothing is ever mounted inside a profile: mounts end with each run
+
+
+def run_gimp(root: Path, home: str, folder: Path, job: Dict[str, Any], timeout: int = 240,
+             tag: str = "") -> subprocess.Popen:
+    """Start gimp-console in the root on one job; the test's folder appears at /work-share inside."""
+    job = dict(job, out=SHARE)
+    (folder / "job.json").write_text(json.dumps(job))
+    mounts = [(p, str(root) + p) for p in _binds()] + [(str(folder), str(root) + SHARE), ("/proc", f"{root}/proc")]
+    script = "set -e\n" + "".join(f'mkdir -p "{dst}"; mount --bind "{src}" "{dst}"\n' for src, dst in mounts)
+    no_fonts = "" if job.get("fonts") else "-f "       # fonts cost seconds; only text layers need them
+    script += ('exec chroot "$0" env -i HOME="$1" PATH=/usr/bin:/bin LANG=C.UTF-8 OMP_NUM_THREADS=1 '
+               f'LUCIDDREAM_GIMP_JOB={SHARE}/job.json LUCIDDREAM_TEST_TAG="$2" '
+               f'timeout -k 5 {timeout} gimp-console-3.0 -i -n -d {no_fonts}--batch-interpreter python-fu-eval '
+               f'-b "exec(open(\'{SHARE}/gimp_dream_batch.py\').read())" --quit')
+    shutil.copy(BATCH, folder / "gimp_dream_batch.py")
+    return subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(root), home,
+                             tag], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(proc: subprocess.Popen, folder: Path, timeout: int = 300) -> Dict[str, Any]:
+    out, _ = proc.communicate(timeout=timeout)
+    report_file = folder / "report.json"
+    assert report_file.is_file(), f"GIMP wrote no report (exit {proc.returncode}):\n{out[-4000:]}"
+    report = json.loads(report_file.read_text())
+    assert report.get("ok"), f"the batch script failed:\n{report.get('error')}\n{out[-3000:]}"
+    report["log"] = out
+    return report
+
+
+@pytest.fixture
+def gimp(gimp_root: Path, gimp_home: str, tmp_path: Path):
+    """Run one job in GIMP and return its report (with the pixel files beside it in tmp_path)."""
+    def go(job: Dict[str, Any]) -> Dict[str, Any]:
+        return finish(run_gimp(gimp_root, gimp_home, tmp_path, job), tmp_path)
+    return go
+
+
+def job(base: str = "rgb", sample: str = "u8", alpha: bool = True, precision: Optional[str] = None,
+        image=(96, 80), layer=None, selection=(20, 16, 64, 48), **extra: Any) -> Dict[str, Any]:
+    precision = precision or {"u8": "U8_NON_LINEAR", "u16": "U16_NON_LINEAR", "float": "FLOAT_LINEAR"}[sample]
+    spec = {"base": base, "sample": sample, "alpha": alpha, "precision": precision, "image": list(image),
+            "layer": list(layer or (image[0], image[1], 0, 0)), "selection": list(selection) if selection else None,
+            "args": dict(FAST, output="this-layer")}
+    args = extra.pop("args", {})
+    spec["args"].update(args)
+    spec.update(extra)
+    return spec
+
+
+def samples(data: bytes, sample: str) -> array.array:
+    a = array.array({"u8": "B", "u16": "H", "float": "f"}[sample])
+    a.frombytes(data)
+    return a
+
+
+def compare(folder: Path, spec: Dict[str, Any], after_name: str = "after.bin") -> Dict[str, int]:
+    """Counts of changed pixels inside and outside the selection (a pixel is selected when the mask is > 0)."""
+    lw, lh = spec["layer"][:2]
+    ch = (1 if spec["base"] == "gray" else 3) + (1 if spec["alpha"] else 0)
+    before = samples((folder / "before.bin").read_bytes(), spec["sample"])
+    after = samples((folder / after_name).read_bytes(), spec["sample"])
+    assert len(before) == len(after) == lw * lh * ch
+    mask = (folder / "selection.bin").read_bytes() if spec["selection"] else bytes([255]) * (lw * lh)
+    counts = {"inside": 0, "outside": 0, "alpha": 0, "selected": 0}
+    for i in range(lw * lh):
+        px_b, px_a = before[i * ch:(i + 1) * ch], after[i * ch:(i + 1) * ch]
+        selected = mask[i] > 0
+        counts["selected"] += selected
+        if px_b != px_a:
+            counts["inside" if selected else "outside"] += 1
+        if spec["alpha"] and px_b[-1] != px_a[-1]:
+            counts["alpha"] += 1
+    return counts
+
+
+# --------------------------------------------------------------------------------------------- tests
+
+@pytest.mark.parametrize("base,sample", [("rgb", "u8"), ("gray", "u16"), ("rgb", "u16"), ("gray", "u8")])
+def test_dreams_inside_the_selection_only(gimp, tmp_path: Path, base: str, sample: str) -> None:
+    spec = job(base, sample, alpha=base == "rgb")
+    report = gimp(spec)
+    assert report["status"] == "success", report.get("message")
+    assert report["layers_after"] == report["layers_before"]
+    counts = compare(tmp_path, spec)
+    assert counts["outside"] == 0
+    assert counts["alpha"] == 0
+    assert counts["inside"] > 0.5 * counts["selected"], counts
+
+
+def test_new_layer_with_offsets_and_feathered_ellipse(gimp, tmp_path: Path) -> None:
+    """A layer smaller than the image and moved: the selection is read in image coordinates."""
+    spec = job("rgb", "u8", alpha=True, image=(120, 100), layer=(90, 70, 25, 20), selection=(40, 30, 64, 48),
+               ellipse=True, feather=8.0, args={"output": "new-layer", "targets": "goldfish", "preset": "none"})
+    report = gimp(spec)
+    assert report["status"] == "success", report.get("message")
+    assert report["layers_after"] == report["layers_before"] + 1
+    assert report["layer_names"][0].startswith("photo (dream: goldfish")
+    assert report["new_offsets"] == [25, 20] and report["new_size"] == [90, 70]
+    assert compare(tmp_path, spec) == {**compare(tmp_path, spec), "inside": 0, "outside": 0}   # source untouched
+    counts = compare(tmp_path, spec, "new.bin")
+    assert counts["outside"] == 0 and counts["alpha"] == 0
+    assert counts["inside"] > 0.4 * counts["selected"], counts
+
+
+def test_whole_layer_without_selection_and_float(gimp, tmp_path: Path) -> None:
+    spec = job("rgb", "float", alpha=False, image=(64, 48), selection=None)
+    report = gimp(spec)
+    assert report["status"] == "success", report.get("message")
+    counts = compare(tmp_path, spec)
+    assert counts["inside"] > 0.5 * counts["selected"], counts
+
+
+def test_repeat_uses_the_last_values(gimp, tmp_path: Path) -> None:
+    """Filters › Repeat (WITH_LAST_VALS) dreams with the values GIMP saved after the last interactive run (the
+    dialog cannot open headless, so the test writes GIMP's settings file as that run would have)."""
+    last = ('(targets "jellyfish")\n(preset "none")\n(octaves 1)\n(steps 2)\n(tile 128)\n(seed 5)\n'
+            '(strength 8.0)\n(output "new-layer")\n')
+    spec = job("rgb", "u8", run_mode="WITH_LAST_VALS", last_values=last)
+    report = gimp(spec)
+    assert report["status"] == "success", report.get("message")
+    assert report["layer_names"][0].startswith("photo (dream: jellyfish"), report["layer_names"]
+    counts = compare(tmp_path, spec, "new.bin")
+    assert counts["outside"] == 0 and counts["inside"] > 0
+
+
+@pytest.mark.parametrize("extra,words", [
+    ({"kind": "text", "fonts": True}, "text layer"),
+    ({"kind": "group"}, "layer group"),
+    ({"indexed": True}, "indexed"),
+    ({"args": {"targets": "notaclassatall"}}, "notaclassatall"),
+    ({"selection": (200, 200, 10, 10), "image": (300, 300), "layer": (50, 50, 0, 0)}, "does not touch"),
+])
+def test_refusals_are_one_sentence_and_change_nothing(gimp, tmp_path: Path, extra: Dict[str, Any],
+                                                      words: str) -> None:
+    spec = job("rgb", "u8", **extra)
+    report = gimp(spec)
+    assert report["status"] == "execution-error"
+    message = report.get("message", "")
+    assert words in message and "Traceback" not in message and "\n" not in message.strip(), message
+    assert report["layers_after"] == report["layers_before"]
+    if not spec.get("indexed") and spec["selection"] and not spec.get("kind"):
+        assert (tmp_path / "after.bin").read_bytes() == (tmp_path / "before.bin").read_bytes()
+
+
+def _worker_pids(tag: str) -> List[int]:
+    """Engine workers started by this test's GIMP (the tag travels in their environment)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            env = (entry / "environ").read_bytes()
+            cmd = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"LUCIDDREAM_TEST_TAG={tag}".encode() in env.split(b"\0") and b"luciddream.worker" in cmd:
+            found.append(int(entry.name))
+    return found
+
+
+def _parent(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def test_killed_plugin_stops_the_worker_and_leaves_the_image(gimp_root: Path, gimp_home: str,
+                                                             tmp_path: Path) -> None:
+    """GIMP's Cancel kills the plug-in process: the worker must follow within moments, the image stay as it was."""
+    spec = job("rgb", "u8", args={"steps": 1000, "octaves": 1})
+    tag = uuid.uuid4().hex
+    proc = run_gimp(gimp_root, gimp_home, tmp_path, spec, tag=tag)
+    deadline = time.time() + 120
+    workers: List[int] = []
+    while time.time() < deadline and not workers:
+        workers = _worker_pids(tag)
+        time.sleep(0.2)
+    assert workers, "no engine worker appeared"
+    time.sleep(4)                                     # let it load the model and start dreaming
+    plugin = _parent(workers[0])
+    assert b"luciddream.py" in Path(f"/proc/{plugin}/cmdline").read_bytes()
+    os.kill(plugin, signal.SIGKILL)                   # what GIMP does on Cancel
+    killed = time.time()
+    while time.time() - killed < 5 and _worker_pids(tag):
+        time.sleep(0.05)
+    gone_after = time.time() - killed
+    report = finish(proc, tmp_path)
+    assert not _worker_pids(tag), "the worker outlived its plug-in"
+    assert gone_after < 2.0
+    assert report["status"] != "success"
+    assert (tmp_path / "after.bin").read_bytes() == (tmp_path / "before.bin").read_bytes()
