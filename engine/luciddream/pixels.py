@@ -63,9 +63,9 @@ def color_region(image: np.ndarray, layout: Layout, box: Box) -> np.ndarray:
 
 
 def network_rgb(color: np.ndarray) -> np.ndarray:
-    """RGB in [0, 1] for the network: gray is repeated into three channels."""
-    rgb = np.repeat(color, 3, axis=2) if color.shape[2] == 1 else color
-    return np.clip(rgb, 0.0, 1.0).astype(np.float32)
+    """RGB in [0, 1] for the network (clipped in place: `color` is the fresh array from color_region)."""
+    np.clip(color, 0.0, 1.0, out=color)
+    return np.repeat(color, 3, axis=2) if color.shape[2] == 1 else color
 
 
 def merge(image: np.ndarray, layout: Layout, box: Box, dream_rgb: np.ndarray,

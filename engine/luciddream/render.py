@@ -99,9 +99,14 @@ def window_size(tile: int, targets: Sequence[Target], net: DreamNet) -> int:
 def dream_rgb(rgb: np.ndarray, freedom: np.ndarray | None, net: DreamNet, targets: Sequence[Target], cfg: Settings,
               tile: int, rng: np.random.Generator, progress: Progress | None = None,
               cancel: threading.Event | None = None) -> np.ndarray:
-    """Dream an (h, w, 3) float RGB region where `freedom` is 1 (everywhere when None); returns the dreamed RGB."""
+    """Dream an (h, w, 3) float RGB region where `freedom` is 1 (everywhere when None); returns the dreamed RGB.
+
+    Memory matters for big images, so the loop works in place: the (h, w, 3) array is viewed, not copied, as a
+    channels-last tensor, each octave holds one working image besides the original, and the gradient is
+    normalised and applied without temporaries.
+    """
     device = next(net.parameters()).device
-    base = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].to(device)
+    base = torch.from_numpy(rgb).permute(2, 0, 1)[None].to(device)
     free_full = None if freedom is None else torch.from_numpy(freedom)[None, None].to(device)
     h, w = rgb.shape[:2]
     sizes = octaves.octave_sizes(h, w, cfg.octaves, cfg.octave_scale, MIN_OCTAVE_SIDE)
@@ -110,30 +115,34 @@ def dream_rgb(rgb: np.ndarray, freedom: np.ndarray | None, net: DreamNet, target
     layers = needed_layers(targets)
     overlap = tiles.overlap_for(tile)
     step = cfg.step_size / 255.0
-    detail = None
+    detail: torch.Tensor | None = None
     img = base
     for k, size in enumerate(sizes):
         orig = octaves.resize(base, size)
-        if free_full is None:
-            free = torch.ones((1, 1) + size, device=device)
+        free = None if free_full is None else (octaves.resize(free_full, size) > 1e-3).to(orig.dtype)
+        count = 3.0 * (size[0] * size[1] if free is None else float(free.sum()))
+        if detail is None:
+            img = orig.clone()
         else:
-            free = (octaves.resize(free_full, size) > 1e-3).float()
-        img = orig if detail is None else (orig + octaves.resize(detail, size)).clamp_(0.0, 1.0)
-        count = free.sum() * 3
-        if float(count) == 0:  # a selection too thin to survive this octave's shrinking: dream it larger up
+            img = octaves.resize(detail, size)
+            detail = None
+            img.add_(orig).clamp_(0.0, 1.0)
+        if count > 0:  # else a selection too thin to survive this octave's shrinking: it dreams larger up
+            for s in range(cfg.steps):
+                _check(cancel)
+                g = gradient(img, free, net, targets, layers, tile, overlap, rng, cancel)
+                if free is not None:
+                    g.mul_(free)
+                mean = float(torch.linalg.vector_norm(g, 1)) / count
+                img.add_(g, alpha=step / (mean + 1e-12)).clamp_(0.0, 1.0)
+                del g
+                done += size[0] * size[1]
+                if progress is not None:
+                    progress(done / total, f"octave {k + 1}/{len(sizes)}, step {s + 1}/{cfg.steps}")
+        else:
             done += size[0] * size[1] * cfg.steps
-            detail = img - orig
-            continue
-        for s in range(cfg.steps):
-            _check(cancel)
-            g = gradient(img, free, net, targets, layers, tile, overlap, rng, cancel)
-            g = g * free
-            g = g / ((g.abs().sum() / count) + 1e-12)
-            img = (img + step * g).clamp_(0.0, 1.0)
-            done += size[0] * size[1]
-            if progress is not None:
-                progress(done / total, f"octave {k + 1}/{len(sizes)}, step {s + 1}/{cfg.steps}")
-        detail = img - orig
+        if k + 1 < len(sizes):
+            detail = img.sub_(orig)
     return img[0].permute(1, 2, 0).cpu().numpy()
 
 
@@ -142,7 +151,7 @@ def _check(cancel: threading.Event | None) -> None:
         raise Cancelled()
 
 
-def gradient(img: torch.Tensor, free: torch.Tensor, net: DreamNet, targets: Sequence[Target], layers: set[str],
+def gradient(img: torch.Tensor, free: torch.Tensor | None, net: DreamNet, targets: Sequence[Target], layers: set[str],
              tile: int, overlap: int, rng: np.random.Generator, cancel: threading.Event | None) -> torch.Tensor:
     """d score / d image, computed tile by tile and blended with weights that sum to one.
 
@@ -155,17 +164,17 @@ def gradient(img: torch.Tensor, free: torch.Tensor, net: DreamNet, targets: Sequ
     jy, jx = (int(v) for v in rng.integers(0, jit + 1, size=2)) if jit > 0 else (0, 0)
     pad = (jx, jit - jx, jy, jit - jy)
     padded = F.pad(img, pad, mode="reflect") if jit > 0 else img
-    free_p = F.pad(free, pad) if jit > 0 else free
+    free_p = None if free is None else (F.pad(free, pad) if jit > 0 else free)
     grad = torch.zeros_like(padded)
     ref = net.spec.input_size ** 2
     # The jitter margin rides along: an image of exactly one tile stays one tile.
     for t in tiles.layout(padded.shape[2], padded.shape[3], tile + jit, overlap, rng, padded.device):
-        if not bool(free_p[:, :, t.ys, t.xs].any()):
+        if free_p is not None and not bool(free_p[:, :, t.ys, t.xs].any()):
             continue
         _check(cancel)
         window = padded[:, :, t.ys, t.xs].detach().requires_grad_(True)
         with torch.enable_grad():
             value = score(net(window, layers), targets, window.shape[2] * window.shape[3], ref)
             (g,) = torch.autograd.grad(value, window)
-        grad[:, :, t.ys, t.xs] += g * t.weight
+        grad[:, :, t.ys, t.xs].addcmul_(g, t.weight)
     return grad[:, :, jy:jy + h, jx:jx + w]
