@@ -1,0 +1,156 @@
+"""Speed and memory of dreaming on this machine: prints figures, asserts nothing. Run on a quiet machine:
+
+    .venv/bin/python benchmarks/speed.py [--quick]
+
+Compares, in one run: the naive reference loop (the TensorFlow DeepDream tutorial ported to eager fp32 PyTorch:
+whole image every step, random roll, gradient / std, octaves ×1.3) with luciddream's dream at equal steps, octaves
+and output size; per-megapixel-step costs for a layer and a class target; achieved GFLOP/s next to the machine's
+matmul peak; and peak RSS of big dreams, each in its own subprocess so one does not inflate the next.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import luciddream
+from luciddream.models import load_model
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+
+
+def photo(width: int, height: int) -> np.ndarray:
+    return np.array(Image.open(FIXTURES / "astronaut.png").convert("RGB").resize((width, height), Image.LANCZOS))
+
+
+def matmul_peak() -> float:
+    a, b = torch.rand(2048, 2048), torch.rand(2048, 2048)
+    a @ b
+    t = time.perf_counter()
+    for _ in range(5):
+        a @ b
+    return 5 * 2 * 2048 ** 3 / (time.perf_counter() - t) / 1e9
+
+
+def naive_dream(image: np.ndarray, layer: str, octaves: int, steps: int, step: float = 0.01, seed: int = 0):
+    """The tutorial's loop on the plain (unfused) network: no tiles, no mask, whole image every step."""
+    net = load_model("lite0", "cpu", fused=False)
+    rng = np.random.default_rng(seed)
+    base = torch.from_numpy(image.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    h, w = base.shape[2:]
+    img = base
+    for n in range(-octaves + 1, 1):
+        size = (round(h * 1.3 ** n), round(w * 1.3 ** n))
+        img = F.interpolate(img, size=size, mode="bilinear", align_corners=False)
+        for _ in range(steps):
+            dy, dx = (int(v) for v in rng.integers(-32, 33, 2))
+            x = torch.roll(img, (dy, dx), (2, 3)).requires_grad_(True)
+            loss = net(x, [layer])[layer].pow(2).mean()
+            (g,) = torch.autograd.grad(loss, x)
+            g = torch.roll(g, (-dy, -dx), (2, 3))
+            img = (img + step * g / (g.std() + 1e-8)).clamp(0, 1)
+    return img
+
+
+def flops_per_step(size: int, layer: str) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = load_model("lite0", "cpu")
+    x = torch.rand(1, 3, size, size, requires_grad=True)
+    with FlopCounterMode(display=False) as counter:
+        v = net(x, [layer])[layer].pow(2).mean()
+        torch.autograd.grad(v, x)
+    return counter.get_total_flops()
+
+
+def timed(fn, *args, **kw) -> float:
+    t = time.perf_counter()
+    fn(*args, **kw)
+    return time.perf_counter() - t
+
+
+def child(spec: str) -> None:
+    """Run one dream in this process and print its time and peak RSS as JSON (called through a subprocess)."""
+    cfg = json.loads(spec)
+    img = np.tile(photo(512, 512), (cfg["size"] // 512, cfg["size"] // 512, 1))
+    mask = None
+    if cfg.get("selection"):
+        side = int(cfg["size"] * cfg["selection"] ** 0.5)
+        mask = np.zeros(img.shape[:2], np.float32)
+        o = (cfg["size"] - side) // 2
+        mask[o:o + side, o:o + side] = 1
+    t = time.perf_counter()
+    luciddream.dream(img, mask, cfg.get("target", "layer:block10"), octaves=cfg.get("octaves", 4),
+                     steps=cfg.get("steps", 10), seed=1)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+    print(json.dumps({"seconds": time.perf_counter() - t, "peak_rss_gb": rss}))
+
+
+def run_child(**cfg) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(cfg)], capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="skip the 4096² and 8192² runs")
+    ap.add_argument("--child")
+    args = ap.parse_args()
+    if args.child:
+        child(args.child)
+        return
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    peak = matmul_peak()
+    print(f"fp32 matmul 2048²: {peak:.0f} GFLOP/s")
+
+    img = photo(1024, 1024)
+    luciddream.dream(photo(128, 128), None, "layer:block10", octaves=1, steps=1)  # load and warm up
+    octs, steps = 4, 10
+    t_naive = timed(naive_dream, img, "block10", octs, steps)
+    t_ours = timed(luciddream.dream, img, None, "layer:block10", octaves=octs, octave_scale=1.3, steps=steps, seed=1)
+    print(f"1 MP layer dream, {octs} octaves × {steps} steps (×1.3): naive {t_naive:.1f} s, luciddream "
+          f"{t_ours:.1f} s, speed-up {t_naive / t_ours:.2f}×")
+    t_default = timed(luciddream.dream, img, None, None, seed=1)
+    print(f"1 MP default dream (4 octaves ×1.4, 10 steps): {t_default:.1f} s")
+
+    mp_steps = sum((1024 / 1.4 ** k) ** 2 for k in range(4)) / 1e6 * steps
+    t_class = timed(luciddream.dream, img, None, "goldfish", seed=1)
+    print(f"per megapixel-step: layer {t_default / mp_steps:.3f} s, class {t_class / mp_steps:.3f} s")
+
+    for layer in ("block10", "logits"):
+        flops = flops_per_step(512, layer)
+        net = load_model("lite0", "cpu")
+        x = torch.rand(1, 3, 512, 512, requires_grad=True)
+        for _ in range(2):
+            v = net(x, [layer])[layer].pow(2).mean()
+            torch.autograd.grad(v, x)
+        t = time.perf_counter()
+        for _ in range(5):
+            v = net(x, [layer])[layer].pow(2).mean()
+            torch.autograd.grad(v, x)
+        t = (time.perf_counter() - t) / 5
+        print(f"512² forward+backward to {layer}: {flops / 1e9:.1f} GFLOP in {t:.3f} s = {flops / t / 1e9:.0f} "
+              f"GFLOP/s ({100 * flops / t / 1e9 / peak:.0f}% of matmul peak)")
+
+    whole = run_child(size=2048, octaves=4, steps=5)
+    part = run_child(size=2048, octaves=4, steps=5, selection=0.1)
+    print(f"2048²: whole image {whole['seconds']:.1f} s; a 10% selection {part['seconds']:.1f} s "
+          f"({100 * part['seconds'] / whole['seconds']:.0f}% of the whole)")
+    if not args.quick:
+        for size in (4096, 8192):
+            r = run_child(size=size, octaves=4, steps=2)
+            print(f"{size}² dream (4 octaves × 2 steps): {r['seconds']:.0f} s, peak RSS {r['peak_rss_gb']:.2f} GB")
+
+
+if __name__ == "__main__":
+    main()
