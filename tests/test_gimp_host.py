@@ -55,23 +55,60 @@ def _binds() -> List[str]:
     return [str(p) for p in keep]
 
 
-@pytest.fixture(scope="session")
-def gimp_home(gimp_root: Path, tmp_path_factory: pytest.TempPathFactory):
-    """A GIMP profile inside the root with the plug-in installed by install.py, shared by the session's tests."""
+def _profile(root: Path, install_home: Path, gimprc: str = "", server: Optional[List[str]] = None) -> str:
+    """A GIMP profile inside the root with the plug-in installed by install.py; its path as seen inside."""
     rel = f"/root/luciddream-tests/{uuid.uuid4().hex[:10]}"
-    home = gimp_root / rel.lstrip("/")
+    home = root / rel.lstrip("/")
     plugins = home / ".config/GIMP/3.0/plug-ins"
     plugins.mkdir(parents=True)
-    install_home = tmp_path_factory.mktemp("install-home")   # install.py keeps its manifest under HOME
+    if gimprc:
+        (home / ".config/GIMP/3.0/gimprc").write_text(gimprc)
     subprocess.run([sys.executable, str(REPO / "install.py"), "--only", "gimp", "--venv", str(VENV),
-                    "--gimp-dir", str(plugins)], check=True, env=dict(os.environ, HOME=str(install_home)),
-                   capture_output=True, text=True)
+                    "--gimp-dir", str(plugins)] + (server or []), check=True,
+                   env=dict(os.environ, HOME=str(install_home)), capture_output=True, text=True)
+    # (install.py keeps its manifest under HOME, so each profile gets a throwaway one)
+    return rel
+
+
+@pytest.fixture(scope="session")
+def gimp_home(gimp_root: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The headless tests' profile, shared by the session (a fresh one costs GIMP ~8 s of start-up)."""
+    rel = _profile(gimp_root, tmp_path_factory.mktemp("install-home"))
     yield rel
-    shutil.rmtree(home, ignore_errors=True)   # nothing is ever mounted inside a profile: mounts end with each run
+    shutil.rmtree(gimp_root / rel.lstrip("/"), ignore_errors=True)   # mounts never reach inside a profile
+
+
+@pytest.fixture(scope="session")
+def gimp_gui_home(gimp_root: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A profile of its own for the windowed runs, without the welcome dialog."""
+    rel = _profile(gimp_root, tmp_path_factory.mktemp("install-home-gui"), "(show-welcome-dialog no)\n")
+    yield rel
+    shutil.rmtree(gimp_root / rel.lstrip("/"), ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def served_home(gimp_root: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A profile whose engine.json names a `luciddream serve` on 127.0.0.1 outside the root (the root shares the
+    network), instead of spawning a worker."""
+    token = uuid.uuid4().hex
+    server = subprocess.Popen([str(VENV / "bin" / "luciddream"), "serve", "--port", "0", "--token", token],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                              env=dict(os.environ, OMP_NUM_THREADS="1"))
+    try:
+        line = server.stdout.readline()
+        assert "listening on http://" in line, line
+        url = line.split("listening on ", 1)[1].split()[0].rstrip("/")
+        rel = _profile(gimp_root, tmp_path_factory.mktemp("install-home-serve"),
+                       server=["--server", url, "--token", token])
+        yield rel
+        shutil.rmtree(gimp_root / rel.lstrip("/"), ignore_errors=True)
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 def run_gimp(root: Path, home: str, folder: Path, job: Dict[str, Any], timeout: int = 240,
-             tag: str = "") -> subprocess.Popen:
+             tag: str = "", gui: bool = False) -> subprocess.Popen:
     """Start gimp-console in the root on one job; the test's folder appears at /work-share inside."""
     job = dict(job, out=SHARE)
     (folder / "job.json").write_text(json.dumps(job))
@@ -80,8 +117,13 @@ def run_gimp(root: Path, home: str, folder: Path, job: Dict[str, Any], timeout: 
     no_fonts = "" if job.get("fonts") else "-f "       # fonts cost seconds; only text layers need them
     script += ('exec chroot "$0" env -i HOME="$1" PATH=/usr/bin:/bin LANG=C.UTF-8 OMP_NUM_THREADS=1 '
                f'LUCIDDREAM_GIMP_JOB={SHARE}/job.json LUCIDDREAM_TEST_TAG="$2" '
-               f'timeout -k 5 {timeout} gimp-console-3.0 -i -n -d {no_fonts}--batch-interpreter python-fu-eval '
-               f'-b "exec(open(\'{SHARE}/gimp_dream_batch.py\').read())" --quit')
+               f'timeout -k 5 {timeout} ')
+    if gui:
+        script += f'sh {SHARE}/gimp_gui_driver.sh'
+        shutil.copy(REPO / "tests" / "hosts" / "gimp_gui_driver.sh", folder / "gimp_gui_driver.sh")
+    else:
+        script += (f'gimp-console-3.0 -i -n -d {no_fonts}--batch-interpreter python-fu-eval '
+                   f'-b "exec(open(\'{SHARE}/gimp_dream_batch.py\').read())" --quit')
     shutil.copy(BATCH, folder / "gimp_dream_batch.py")
     return subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(root), home,
                              tag], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -145,7 +187,7 @@ def compare(folder: Path, spec: Dict[str, Any], after_name: str = "after.bin") -
 
 # --------------------------------------------------------------------------------------------- tests
 
-@pytest.mark.parametrize("base,sample", [("rgb", "u8"), ("gray", "u16"), ("rgb", "u16"), ("gray", "u8")])
+@pytest.mark.parametrize("base,sample", [("rgb", "u8"), ("gray", "u16"), ("gray", "u8")])   # RGB 16-bit: below
 def test_dreams_inside_the_selection_only(gimp, tmp_path: Path, base: str, sample: str) -> None:
     spec = job(base, sample, alpha=base == "rgb")
     report = gimp(spec)
@@ -170,6 +212,17 @@ def test_new_layer_with_offsets_and_feathered_ellipse(gimp, tmp_path: Path) -> N
     counts = compare(tmp_path, spec, "new.bin")
     assert counts["outside"] == 0 and counts["alpha"] == 0
     assert counts["inside"] > 0.4 * counts["selected"], counts
+
+
+def test_through_luciddream_serve(gimp_root: Path, served_home: str, tmp_path: Path) -> None:
+    engine = json.loads((gimp_root / served_home.lstrip("/") / ".config/GIMP/3.0/plug-ins/luciddream/engine.json")
+                        .read_text())
+    assert engine["url"].startswith("http://127.0.0.1:") and engine["token"]
+    spec = job("rgb", "u8", alpha=False)
+    report = finish(run_gimp(gimp_root, served_home, tmp_path, spec), tmp_path)
+    assert report["status"] == "success", report.get("message")
+    counts = compare(tmp_path, spec)
+    assert counts["outside"] == 0 and counts["inside"] > 0.5 * counts["selected"], counts
 
 
 def test_whole_layer_without_selection_and_float(gimp, tmp_path: Path) -> None:
@@ -255,6 +308,22 @@ def test_killed_plugin_stops_the_worker_and_leaves_the_image(gimp_root: Path, gi
     gone_after = time.time() - killed
     report = finish(proc, tmp_path)
     assert not _worker_pids(tag), "the worker outlived its plug-in"
-    assert gone_after < 2.0
+    assert gone_after < 2.0, f"the worker took {gone_after:.2f} s to follow its plug-in"
     assert report["status"] != "success"
     assert (tmp_path / "after.bin").read_bytes() == (tmp_path / "before.bin").read_bytes()
+
+
+def test_dialog_ok_then_ctrl_z_restores_the_exact_pixels(gimp_root: Path, gimp_gui_home: str,
+                                                         tmp_path: Path) -> None:
+    """The real window: the dialog opens (INTERACTIVE), Return presses OK, the layer dreams in one undo step, and
+    Ctrl+Z in the image window gives back every pixel exactly. GIMP then saves the dialog's values for Repeat."""
+    last = ('(targets "goldfish")\n(preset "none")\n(octaves 1)\n(steps 2)\n(tile 128)\n(seed 5)\n'
+            '(strength 8.0)\n(output "this-layer")\n')   # what the dialog opens with
+    spec = job("rgb", "u16", alpha=True, run_mode="INTERACTIVE", gui=True, last_values=last)
+    report = finish(run_gimp(gimp_root, gimp_gui_home, tmp_path, spec, gui=True), tmp_path)
+    assert report["status"] == "success", report.get("message") or report["log"][-3000:]
+    counts = compare(tmp_path, spec)
+    assert counts["outside"] == 0 and counts["inside"] > 0.5 * counts["selected"], counts
+    assert (tmp_path / "undone.bin").read_bytes() == (tmp_path / "before.bin").read_bytes(), report["log"][-2000:]
+    saved = report["last_values"] or ""
+    assert "# end of settings" in saved and '"goldfish"' in saved and "(device " in saved, saved

@@ -92,6 +92,9 @@ try:
                                                                            Gegl.AbyssPolicy.NONE)))
     if not JOB.get("indexed"):
         save("before.bin", get(layer, fmt))
+    if JOB.get("gui"):
+        Gimp.Display.new(img)      # the window gimp_gui_driver.sh sends Ctrl+Z to
+        Gimp.displays_flush()
     report["layers_before"] = len(img.get_layers())
     report["setup_s"] = round(time.time() - t0, 2)
 
@@ -130,6 +133,25 @@ try:
         report["new_offsets"] = list(new.get_offsets()[1:])
         report["new_size"] = [new.get_width(), new.get_height()]
         save("new.bin", get(new, fmt))
+    if JOB.get("gui"):
+        settings = os.path.join(Gimp.directory(), "plug-in-settings",
+                                "GimpProcedureConfigRun-plug-in-luciddream.last")
+        report["last_values"] = open(settings).read() if os.path.exists(settings) else None
+        open(os.path.join(OUT, "dreamed"), "w").close()
+        dreamed = get(layer, fmt)
+        before = open(os.path.join(OUT, "before.bin"), "rb").read()
+
+        def undone():
+            if len(img.get_layers()) < report["layers_after"]:
+                return True                       # the new layer went away
+            return get(layer, fmt) != dreamed     # this layer changed back
+
+        deadline = time.time() + 30
+        while time.time() < deadline and not undone():   # the driver presses Ctrl+Z in the image window
+            time.sleep(0.2)
+        time.sleep(0.5)
+        report["layers_after_undo"] = len(img.get_layers())
+        save("undone.bin", get(layer, fmt))
     report["channels"] = channels
     report["ok"] = True
 except Exception:

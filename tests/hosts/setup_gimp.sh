@@ -11,8 +11,9 @@ set -euo pipefail
 ROOT=${LUCIDDREAM_GIMP_ROOT:-/var/cache/luciddream/gimp-trixie}
 CACHE=${LUCIDDREAM_GIMP_CACHE:-/var/cache/luciddream/gimp-trixie.tar.zst}
 STAMP="$ROOT/.luciddream-gimp-root"
-# fonts: without any, GIMP cannot make text layers (the plug-in must refuse those with a sentence, so tests make one)
-PACKAGES=gimp,python3-gi,gir1.2-gimp-3.0,gir1.2-gegl-0.4,fonts-dejavu-core
+# fonts: without any, GIMP cannot make text layers (the plug-in must refuse those with a sentence, so tests make one).
+# xvfb, xauth, xdotool: the interactive test opens the dialog in the real GIMP window, presses OK and Ctrl+Z.
+PACKAGES=gimp,python3-gi,gir1.2-gimp-3.0,gir1.2-gegl-0.4,fonts-dejavu-core,xvfb,xauth,xdotool
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
