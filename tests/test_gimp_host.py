@@ -247,11 +247,12 @@ def test_repeat_uses_the_last_values(gimp, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("extra,words", [
-    ({"kind": "text", "fonts": True}, "text layer"),
-    ({"kind": "group"}, "layer group"),
-    ({"indexed": True}, "indexed"),
+    ({"kind": "text", "fonts": True}, '"Hello" is a text layer'),
+    ({"kind": "group"}, '"group" is a layer group'),
+    ({"indexed": True}, "Image › Mode › RGB"),
     ({"args": {"targets": "notaclassatall"}}, "notaclassatall"),
     ({"selection": (200, 200, 10, 10), "image": (300, 300), "layer": (50, 50, 0, 0)}, "does not touch"),
+    ({"args": {"preset": "eyes", "targets": "goldfish=", "output": "new-layer"}}, "weight"),
 ])
 def test_refusals_are_one_sentence_and_change_nothing(gimp, tmp_path: Path, extra: Dict[str, Any],
                                                       words: str) -> None:
@@ -259,10 +260,27 @@ def test_refusals_are_one_sentence_and_change_nothing(gimp, tmp_path: Path, extr
     report = gimp(spec)
     assert report["status"] == "execution-error"
     message = report.get("message", "")
+    print(message)
     assert words in message and "Traceback" not in message and "\n" not in message.strip(), message
     assert report["layers_after"] == report["layers_before"]
     if not spec.get("indexed") and spec["selection"] and not spec.get("kind"):
         assert (tmp_path / "after.bin").read_bytes() == (tmp_path / "before.bin").read_bytes()
+
+
+def test_missing_engine_is_one_sentence(gimp_root: Path, gimp_home: str, tmp_path: Path) -> None:
+    """engine.json naming a Python that is not there (a moved venv): a sentence that says what to do."""
+    config = gimp_root / gimp_home.lstrip("/") / ".config/GIMP/3.0/plug-ins/luciddream/engine.json"
+    good = config.read_text()
+    config.write_text(json.dumps({"python": "/nowhere/venv/bin/python", "url": None, "token": None}))
+    try:
+        report = finish(run_gimp(gimp_root, gimp_home, tmp_path, job("rgb", "u8")), tmp_path)
+    finally:
+        config.write_text(good)
+    assert report["status"] == "execution-error"
+    message = report.get("message", "")
+    print(message)
+    assert "/nowhere/venv/bin/python" in message and "Traceback" not in message, message
+    assert (tmp_path / "after.bin").read_bytes() == (tmp_path / "before.bin").read_bytes()
 
 
 def _worker_pids(tag: str) -> List[int]:
