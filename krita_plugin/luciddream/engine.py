@@ -1,0 +1,223 @@
+"""The way to the engine: engine.json, one worker process per Krita, and jobs that run in a thread.
+
+No Qt and no Krita here, so it is testable on its own; the docker turns the callbacks into Qt signals. The engine
+never runs in Krita's Python (no torch there): `Client.spawn` starts `python -m luciddream.worker` with the Python
+that install.py wrote into engine.json, or `Client.connect` talks to a `luciddream serve` when a url is set.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional
+
+from . import protocol
+
+CONFIG_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "engine.json")
+
+# Krita points these at its own Python; passed on, they would make the engine's Python load the wrong libraries.
+_DROP_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONEXECUTABLE")
+
+
+class EngineError(Exception):
+    """The engine cannot be reached or configured; the message is one sentence for the status line."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """What install.py wrote: a Python to spawn the worker with, or a server's url and token."""
+
+    python: Optional[str] = None
+    url: Optional[str] = None
+    token: Optional[str] = None
+
+
+def load_config(path: str = CONFIG_FILE) -> EngineConfig:
+    """engine.json beside the plug-in, checked field by field so a broken install gets a clear sentence."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = json.load(f)
+    except FileNotFoundError:
+        raise EngineError(f"The plug-in does not know where the engine is ({path} is missing): run "
+                          f"`python install.py --only krita` from the luciddream folder.") from None
+    except (OSError, ValueError) as exc:
+        raise EngineError(f"{path} cannot be read ({exc}): run `python install.py --only krita` again.") from None
+    if not isinstance(raw, dict):
+        raise EngineError(f"{path} must hold a JSON object: run `python install.py --only krita` again.")
+    values = {}
+    for key in ("python", "url", "token"):
+        value = raw.get(key)
+        if value is not None and not isinstance(value, str):
+            raise EngineError(f'"{key}" in {path} must be a string or null.')
+        values[key] = value or None
+    if values["url"] is None and values["python"] is None:
+        raise EngineError(f"{path} names neither an engine Python nor a server url: run `python install.py "
+                          f"--only krita` again.")
+    return EngineConfig(**values)
+
+
+def worker_env(base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """The environment for the worker: Krita's, minus the variables that point Python at Krita's own libraries."""
+    env = dict(os.environ if base is None else base)
+    for key in _DROP_ENV:
+        env.pop(key, None)
+    return env
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything one dream sends to the engine."""
+
+    pixels: bytes
+    width: int
+    height: int
+    channels: int
+    sample: str
+    mask: Optional[bytes]
+    targets: str
+    settings: Dict[str, Any]
+
+
+@dataclass
+class Callbacks:
+    """Called from the job's thread: the docker re-emits them as Qt signals, so widgets are only touched in the
+    GUI thread."""
+
+    progress: Callable[[float, str], None]
+    done: Callable[[Optional[bytes], Optional[str], str], None]   # (pixels or None, error code or None, message)
+    hello: Optional[Callable[[Dict[str, Any]], None]] = None
+
+
+class Engine:
+    """One engine connection shared by every docker; at most one job at a time.
+
+    The worker is started on the first dream (in the job's thread, so Krita never waits for torch to load) and kept
+    for the next ones, since loading the model is the slow part. When it dies the next dream starts a new one.
+    """
+
+    def __init__(self, config_path: str = CONFIG_FILE, spawn_env: Optional[Dict[str, str]] = None) -> None:
+        self.config_path = config_path
+        self.spawn_env = spawn_env
+        self._client: Optional[protocol.Client] = None
+        self._lock = threading.Lock()
+        self._thread: Optional[threading.Thread] = None
+        self._job: Optional[protocol.Job] = None
+        self._cancelled = False
+        self._running = False
+        self.info: Dict[str, Any] = {}
+
+    @property
+    def busy(self) -> bool:
+        """A job is running (cleared just before its done callback, so the docker can start the next at once)."""
+        return self._running
+
+    def start(self, spec: JobSpec, callbacks: Callbacks) -> None:
+        """Run one dream in a background thread; `callbacks.done` is called exactly once at the end."""
+        with self._lock:
+            if self.busy:
+                raise EngineError("A dream is already running: wait for it or press Cancel.")
+            self._cancelled = False
+            self._job = None
+            self._running = True
+            self._thread = threading.Thread(target=self._run, args=(spec, callbacks), name="luciddream-job",
+                                            daemon=True)
+            self._thread.start()
+
+    def cancel(self) -> None:
+        """Stop the running dream from any thread; it ends with done(None, "cancelled", ...)."""
+        with self._lock:
+            self._cancelled = True
+            job = self._job
+        if job is not None:
+            job.cancel()
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Wait for the running job's thread (tests, shutdown); True when none is running any more."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return thread is None or not thread.is_alive()
+
+    def close(self) -> None:
+        """End the worker (Krita is closing): cancel what runs, close stdin so the worker exits."""
+        self.cancel()
+        self.wait(10)
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # closing must never stop Krita from quitting
+                pass
+
+    def restart(self) -> None:
+        """Forget the current worker; the next dream starts a fresh one."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:
+                pass
+
+    # ------------------------------------------------------------------------------------------- the job thread
+
+    def _connect(self, callbacks: Callbacks) -> protocol.Client:
+        with self._lock:
+            if self._client is not None:
+                return self._client
+        config = load_config(self.config_path)
+        if config.url:
+            client = protocol.Client.connect(config.url, config.token)
+        else:
+            if not os.path.isfile(config.python or ""):
+                raise EngineError(f"The engine's Python {config.python} does not exist: install the engine again "
+                                  f"(python install.py) or fix {self.config_path}.")
+            callbacks.progress(0.0, "Starting the engine (loading the model)…")
+            client = protocol.Client.spawn(config.python, env=worker_env(self.spawn_env))
+        self.info = client.hello()
+        if callbacks.hello is not None:
+            callbacks.hello(dict(self.info))
+        with self._lock:
+            self._client = client
+        return client
+
+    def _run(self, spec: JobSpec, callbacks: Callbacks) -> None:
+        pixels: Optional[bytes] = None
+        code: Optional[str] = None
+        message = ""
+        try:
+            client = self._connect(callbacks)
+            if self._cancelled:
+                raise protocol.JobCancelled()
+            job = client.dream(spec.pixels, spec.width, spec.height, spec.channels, spec.sample, spec.mask,
+                               spec.targets, spec.settings)
+            with self._lock:
+                self._job = job
+                cancelled = self._cancelled
+            if cancelled:   # Cancel came while the pixels were being sent
+                job.cancel()
+            for event in job.events():
+                callbacks.progress(event.fraction, event.message)
+            pixels = job.result()
+            message = "done"
+        except protocol.JobCancelled:
+            code, message = protocol.CANCELLED, "Cancelled: the document was not changed."
+        except protocol.WorkerError as exc:
+            code, message = exc.code, exc.message
+            if exc.code in (protocol.WORKER_GONE, protocol.TIMEOUT, protocol.BAD_FRAME,
+                            protocol.UNSUPPORTED_VERSION):
+                self.restart()
+                message += " Press Dream to start the engine again."
+        except EngineError as exc:
+            code, message = "config", str(exc)
+        except Exception as exc:  # a bug here must still end the job with a sentence, never hang the docker
+            code, message = protocol.INTERNAL, f"Unexpected error in the plug-in: {type(exc).__name__}: {exc}"
+        finally:
+            with self._lock:
+                self._job = None
+        if self._cancelled and code is None:   # a result that raced the Cancel is dropped: Cancel means unchanged
+            pixels, code, message = None, protocol.CANCELLED, "Cancelled: the document was not changed."
+        self._running = False
+        callbacks.done(pixels, code, message)

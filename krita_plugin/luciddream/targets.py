@@ -1,0 +1,158 @@
+"""What to dream, as the docker lists it: ImageNet classes found by name, layer presets, weights. Pure Python.
+
+The class names ship in classes.json (generated from the engine's labels by tests/hosts/make_krita_classes.py)
+because Krita's Python cannot import the engine. Classes travel to the engine as `class:INDEX`, never by name, so
+the two ImageNet names that occur twice ("missile", "sunglasses") cannot be confused.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import List, Optional, Sequence, Tuple
+
+CLASSES_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "classes.json")
+
+# Layer looks for EfficientNet-Lite (the engine's models): (label in the docker, layer name).
+LAYER_PRESETS: Tuple[Tuple[str, str], ...] = (
+    ("Puppyslugs (classic, block10)", "block10"),
+    ("Fine textures (block3)", "block3"),
+    ("Swirls and patterns (block6)", "block6"),
+    ("Eyes and fur (block8)", "block8"),
+    ("Object parts (block13)", "block13"),
+)
+DEFAULT_LAYER = "block10"
+
+
+@dataclass(frozen=True)
+class ImageClass:
+    """One of the 1000 ImageNet classes."""
+
+    index: int
+    name: str
+    synonyms: Tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """The name shown in lists; names that ImageNet uses twice get their first synonym or index added."""
+        if self.name in _duplicate_names():
+            return f"{self.name} ({self.synonyms[0] if self.synonyms else '#' + str(self.index)})"
+        return self.name
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One target in the docker's list: an ImageNet class or a network layer, with its weight."""
+
+    kind: str                  # "class" or "layer"
+    key: str                   # class index as text, or the layer name
+    label: str                 # what the list and the new layer's name show
+    weight: float = 1.0
+
+    @property
+    def spec(self) -> str:
+        """This target in the engine's grammar: class:84=0.5, layer:block10."""
+        text = f"{self.kind}:{self.key}"
+        return text if self.weight == 1.0 else f"{text}={self.weight:g}"
+
+
+class TargetError(Exception):
+    """A target list the engine would refuse; the message is one sentence for the status line."""
+
+
+@lru_cache(maxsize=None)
+def classes(path: str = CLASSES_FILE) -> Tuple[ImageClass, ...]:
+    """The 1000 classes by index. A missing or damaged file leaves layer targets working, so it only raises here."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            rows = json.load(f)
+        result = tuple(ImageClass(i, str(row[0]), tuple(str(s) for s in row[1])) for i, row in enumerate(rows))
+    except (OSError, ValueError, TypeError, IndexError) as exc:
+        raise TargetError(f"The list of ImageNet classes ({path}) cannot be read ({exc}): reinstall the "
+                          f"plug-in.") from None
+    if len(result) != 1000:
+        raise TargetError(f"The list of ImageNet classes has {len(result)} entries instead of 1000: reinstall "
+                          f"the plug-in.")
+    return result
+
+
+@lru_cache(maxsize=None)
+def _duplicate_names() -> frozenset:
+    seen: set = set()
+    dupes: set = set()
+    for c in classes():
+        (dupes if c.name in seen else seen).add(c.name)
+    return frozenset(dupes)
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().replace("_", " ").replace("-", " ").split())
+
+
+def search(query: str, limit: int = 50, table: Optional[Sequence[ImageClass]] = None) -> List[ImageClass]:
+    """Classes matching what the user typed, best first: exact name, name prefix, word prefix, anywhere; then the
+    same for synonyms. A number finds that class index. An empty query lists nothing (1000 rows help nobody)."""
+    table = classes() if table is None else table
+    q = _norm(query)
+    if not q:
+        return []
+    if q.isdigit():
+        i = int(q)
+        return [table[i]] if 0 <= i < len(table) else []
+    ranked = []
+    for c in table:
+        rank = _rank(q, _norm(c.name))
+        if rank is None:
+            ranks = [r for r in (_rank(q, _norm(s)) for s in c.synonyms) if r is not None]
+            rank = 4 + min(ranks) if ranks else None
+        if rank is not None:
+            ranked.append((rank, c.index, c))
+    ranked.sort(key=lambda t: (t[0], t[1]))
+    return [c for _, _, c in ranked[:limit]]
+
+
+def _rank(q: str, name: str) -> Optional[int]:
+    if name == q:
+        return 0
+    if name.startswith(q):
+        return 1
+    if any(word.startswith(q) for word in name.split()) or (" " + q) in (" " + name):
+        return 2
+    if q in name:
+        return 3
+    return None
+
+
+def class_choice(c: ImageClass, weight: float = 1.0) -> Choice:
+    return Choice("class", str(c.index), c.label, weight)
+
+
+def layer_choice(layer: str, weight: float = 1.0) -> Choice:
+    layer = layer.strip()
+    if not layer or not all(ch.isalnum() or ch in "_.:," for ch in layer):
+        raise TargetError(f'"{layer}" is not a layer name: use one such as block10 (see `luciddream layers`).')
+    return Choice("layer", layer, layer, weight)
+
+
+def targets_text(choices: Sequence[Choice]) -> str:
+    """The engine's target string; empty (the model's classic layer) when nothing is listed."""
+    for c in choices:
+        if not (c.weight == c.weight) or c.weight in (float("inf"), float("-inf")):
+            raise TargetError(f'The weight of "{c.label}" must be a finite number.')
+    if choices and all(c.weight == 0 for c in choices):
+        raise TargetError("Every target has weight 0, so there is nothing to dream: give one a weight.")
+    return ", ".join(c.spec for c in choices if c.weight != 0)
+
+
+def layer_name(choices: Sequence[Choice], seed: Optional[int] = None, limit: int = 60) -> str:
+    """Name of the new layer: what was dreamed (and the seed, so the user can dream it again)."""
+    parts = []
+    for c in choices:
+        if c.weight == 0:
+            continue
+        parts.append(c.label if c.weight == 1.0 else f"{c.label} ×{c.weight:g}")
+    text = ", ".join(parts) or DEFAULT_LAYER
+    if len(text) > limit:
+        text = text[:limit - 1].rstrip(", ") + "…"
+    return f"Dream: {text}" + (f" (seed {seed})" if seed is not None else "")
