@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -55,41 +56,46 @@ def _binds() -> List[str]:
     return [str(p) for p in keep]
 
 
-def _profile(root: Path, install_home: Path, gimprc: str = "", server: Optional[List[str]] = None) -> str:
-    """A GIMP profile inside the root with the plug-in installed by install.py; its path as seen inside."""
-    rel = f"/root/luciddream-tests/{uuid.uuid4().hex[:10]}"
-    home = root / rel.lstrip("/")
-    plugins = home / ".config/GIMP/3.0/plug-ins"
-    plugins.mkdir(parents=True)
-    if gimprc:
-        (home / ".config/GIMP/3.0/gimprc").write_text(gimprc)
-    subprocess.run([sys.executable, str(REPO / "install.py"), "--only", "gimp", "--venv", str(VENV),
-                    "--gimp-dir", str(plugins)] + (server or []), check=True,
-                   env=dict(os.environ, HOME=str(install_home)), capture_output=True, text=True)
-    # (install.py keeps its manifest under HOME, so each profile gets a throwaway one)
-    return rel
+@dataclass
+class Profile:
+    """A GIMP profile inside the root: `rel` is its path as seen inside, `install_home` the HOME install.py used."""
+
+    root: Path
+    rel: str
+    install_home: Path
+
+    @property
+    def plugins(self) -> Path:
+        return self.root / self.rel.lstrip("/") / ".config/GIMP/3.0/plug-ins"
+
+    def install(self, *extra: str) -> None:
+        """The plug-in as a user gets it: install.py (a second run with other options rewrites engine.json)."""
+        subprocess.run([sys.executable, str(REPO / "install.py"), "--only", "gimp", "--venv", str(VENV),
+                        "--gimp-dir", str(self.plugins), *extra], check=True,
+                       env=dict(os.environ, HOME=str(self.install_home)), capture_output=True, text=True)
 
 
 @pytest.fixture(scope="session")
-def gimp_home(gimp_root: Path, tmp_path_factory: pytest.TempPathFactory):
-    """The headless tests' profile, shared by the session (a fresh one costs GIMP ~8 s of start-up)."""
-    rel = _profile(gimp_root, tmp_path_factory.mktemp("install-home"))
-    yield rel
+def profile(gimp_root: Path, tmp_path_factory: pytest.TempPathFactory):
+    """One profile for the whole session, headless and windowed runs alike: a fresh one costs GIMP ~10 s of
+    plug-in queries. No welcome dialog in the window; install.py keeps its manifest in a throwaway HOME."""
+    rel = f"/root/luciddream-tests/{uuid.uuid4().hex[:10]}"
+    prof = Profile(gimp_root, rel, tmp_path_factory.mktemp("install-home"))
+    prof.plugins.mkdir(parents=True)
+    (prof.plugins.parent / "gimprc").write_text("(show-welcome-dialog no)\n")
+    prof.install()
+    yield prof
     shutil.rmtree(gimp_root / rel.lstrip("/"), ignore_errors=True)   # mounts never reach inside a profile
 
 
-@pytest.fixture(scope="session")
-def gimp_gui_home(gimp_root: Path, tmp_path_factory: pytest.TempPathFactory):
-    """A profile of its own for the windowed runs, without the welcome dialog."""
-    rel = _profile(gimp_root, tmp_path_factory.mktemp("install-home-gui"), "(show-welcome-dialog no)\n")
-    yield rel
-    shutil.rmtree(gimp_root / rel.lstrip("/"), ignore_errors=True)
+@pytest.fixture
+def gimp_home(profile: Profile) -> str:
+    return profile.rel
 
 
 @pytest.fixture(scope="session")
-def served_home(gimp_root: Path, tmp_path_factory: pytest.TempPathFactory):
-    """A profile whose engine.json names a `luciddream serve` on 127.0.0.1 outside the root (the root shares the
-    network), instead of spawning a worker."""
+def engine_server():
+    """`luciddream serve` on 127.0.0.1 outside the root (the root shares the network): (url, token)."""
     token = uuid.uuid4().hex
     server = subprocess.Popen([str(VENV / "bin" / "luciddream"), "serve", "--port", "0", "--token", token],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -97,14 +103,21 @@ def served_home(gimp_root: Path, tmp_path_factory: pytest.TempPathFactory):
     try:
         line = server.stdout.readline()
         assert "listening on http://" in line, line
-        url = line.split("listening on ", 1)[1].split()[0].rstrip("/")
-        rel = _profile(gimp_root, tmp_path_factory.mktemp("install-home-serve"),
-                       server=["--server", url, "--token", token])
-        yield rel
-        shutil.rmtree(gimp_root / rel.lstrip("/"), ignore_errors=True)
+        yield line.split("listening on ", 1)[1].split()[0].rstrip("/"), token
     finally:
         server.terminate()
         server.wait(10)
+
+
+@pytest.fixture
+def served_home(profile: Profile, engine_server):
+    """The profile with engine.json naming the server instead of a Python to spawn, for one test."""
+    url, token = engine_server
+    profile.install("--server", url, "--token", token)
+    try:
+        yield profile.rel
+    finally:
+        profile.install()
 
 
 def run_gimp(root: Path, home: str, folder: Path, job: Dict[str, Any], timeout: int = 240,
@@ -331,14 +344,14 @@ def test_killed_plugin_stops_the_worker_and_leaves_the_image(gimp_root: Path, gi
     assert (tmp_path / "after.bin").read_bytes() == (tmp_path / "before.bin").read_bytes()
 
 
-def test_dialog_ok_then_ctrl_z_restores_the_exact_pixels(gimp_root: Path, gimp_gui_home: str,
+def test_dialog_ok_then_ctrl_z_restores_the_exact_pixels(gimp_root: Path, gimp_home: str,
                                                          tmp_path: Path) -> None:
     """The real window: the dialog opens (INTERACTIVE), Return presses OK, the layer dreams in one undo step, and
     Ctrl+Z in the image window gives back every pixel exactly. GIMP then saves the dialog's values for Repeat."""
     last = ('(targets "goldfish")\n(preset "none")\n(octaves 1)\n(steps 2)\n(tile 128)\n(seed 5)\n'
             '(strength 8.0)\n(output "this-layer")\n')   # what the dialog opens with
     spec = job("rgb", "u16", alpha=True, run_mode="INTERACTIVE", gui=True, last_values=last)
-    report = finish(run_gimp(gimp_root, gimp_gui_home, tmp_path, spec, gui=True), tmp_path)
+    report = finish(run_gimp(gimp_root, gimp_home, tmp_path, spec, gui=True), tmp_path)
     assert report["status"] == "success", report.get("message") or report["log"][-3000:]
     counts = compare(tmp_path, spec)
     assert counts["outside"] == 0 and counts["inside"] > 0.5 * counts["selected"], counts
