@@ -266,6 +266,10 @@ def test_repeat_uses_the_last_values(gimp, tmp_path: Path) -> None:
     ({"args": {"targets": "notaclassatall"}}, "notaclassatall"),
     ({"selection": (200, 200, 10, 10), "image": (300, 300), "layer": (50, 50, 0, 0)}, "does not touch"),
     ({"args": {"preset": "eyes", "targets": "goldfish=", "output": "new-layer"}}, "weight"),
+    ({"kind": "mask"}, "layer mask"),
+    ({"kind": "locked"}, '"photo" has its pixels locked'),
+    ({"image": (300, 300), "layer": (50, 50, 100, 100), "selection": (0, 0, 10, 10),
+      "add_selection": [(290, 290, 10, 10)]}, "Nothing is selected on this layer"),
 ])
 def test_refusals_are_one_sentence_and_change_nothing(gimp, tmp_path: Path, extra: Dict[str, Any],
                                                       words: str) -> None:

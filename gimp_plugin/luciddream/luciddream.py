@@ -135,7 +135,7 @@ def _error(procedure: Gimp.Procedure, message: str) -> Gimp.ValueArray:
 
 
 def show_dialog(procedure: Gimp.Procedure, config: Gimp.ProcedureConfig) -> bool:
-    gi.require_version("GimpUi", "3.0")
+    """GIMP's own dialog for the procedure's arguments; GimpUi (GTK) is loaded only here, never for scripts."""
     from gi.repository import GimpUi
     GimpUi.init("luciddream")
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Lucid Dream")

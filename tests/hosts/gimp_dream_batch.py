@@ -77,6 +77,11 @@ try:
     elif JOB.get("kind") == "group":
         drawable = Gimp.GroupLayer.new(img, "group")
         img.insert_layer(drawable, None, 0)
+    elif JOB.get("kind") == "mask":
+        drawable = layer.create_mask(Gimp.AddMaskType.WHITE)
+        layer.add_mask(drawable)
+    elif JOB.get("kind") == "locked":
+        layer.set_lock_content(True)
     if JOB.get("indexed"):
         img.convert_indexed(Gimp.ConvertDitherType.NONE, Gimp.ConvertPaletteType.GENERATE, 16, False, False, "")
     sel = JOB.get("selection")
@@ -85,6 +90,8 @@ try:
             img.select_ellipse(Gimp.ChannelOps.REPLACE, *sel)
         else:
             img.select_rectangle(Gimp.ChannelOps.REPLACE, *sel)
+        for extra in JOB.get("add_selection", []):
+            img.select_rectangle(Gimp.ChannelOps.ADD, *extra)
         if JOB.get("feather"):
             Gimp.Selection.feather(img, JOB["feather"])
         srect = Gegl.Rectangle.new(ox, oy, lw, lh)
