@@ -1,0 +1,287 @@
+"""Scenarios run inside real Krita against the real Lucid Dream docker and engine worker.
+
+Order: registration → refused colour model (CMYK) → cancel mid-dream → dream through the menu action →
+screenshot → quit. Results go to OUT/report.json plus raw pixel dumps (*.bin, Krita's BGRA bytes) and PNG exports,
+which tests/test_krita_host.py checks. Geometry and settings come from OUT/scenario.json when present.
+"""
+import json
+import math
+import os
+import time
+import traceback
+
+from krita import Extension, InfoObject, Krita, Selection
+
+try:
+    from PyQt5.QtCore import QTimer
+    from PyQt5.QtWidgets import QApplication
+except ImportError:  # Krita 6
+    from PyQt6.QtCore import QTimer
+    from PyQt6.QtWidgets import QApplication
+
+DEFAULTS = {"steps": None, "width": 128, "height": 96, "selection": [40, 24, 64, 48], "timeout_s": 240,
+            "dream": {"steps": 2, "step_size": 4.0, "octaves": 2, "tile": 128, "seed": 7,
+                      "classes": ["goldfish"], "layer_weight": 0.5},
+            "cancel": {"steps": 200, "octaves": 1, "tile": 128}}
+
+
+def pattern(w, h):
+    """A smooth, textured RGBA U8 picture in Krita's B,G,R,A byte order (something for the network to see)."""
+    out = bytearray()
+    for y in range(h):
+        for x in range(w):
+            r = int(127 + 100 * math.sin(x / 9.0) * math.cos(y / 13.0))
+            g = (x * 2 + y) % 256
+            b = int(127 + 120 * math.sin((x + y) / 17.0))
+            out += bytes((b, g, r, 255))
+    return bytes(out)
+
+
+class DriverExtension(Extension):
+    def __init__(self, parent, out):
+        super().__init__(parent)
+        self.out = out
+        self.report = {"ok": False, "steps": []}
+        self.t0 = time.time()
+        self.spec = dict(DEFAULTS)
+        path = os.path.join(out, "scenario.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                self.spec.update(json.load(f))
+        self.queue = []
+        self.docker = None
+        self.window = None
+        self.finished_quit = False
+
+    # ------------------------------------------------------------------------------------------ plumbing
+
+    def setup(self):
+        notifier = Krita.instance().notifier()
+        notifier.setActive(True)
+        notifier.windowCreated.connect(self._started)
+
+    def createActions(self, window):
+        pass
+
+    def log(self, text):
+        with open(os.path.join(self.out, "driver.log"), "a", encoding="utf-8") as f:
+            f.write("%.2f %s\n" % (time.time() - self.t0, text))
+
+    def _started(self):
+        self.log("window created")
+        QTimer.singleShot(int(self.spec["timeout_s"] * 1000), self._watchdog)
+        names = self.spec.get("steps")
+        if names is None:
+            names = ["check_registration", "scenario_refused", "scenario_cancel", "scenario_dream", "screenshot"]
+        self.queue = [getattr(self, n) for n in names]
+        QTimer.singleShot(500, self.next)
+
+    def next(self):
+        """Run the next step; a step that waits for the docker calls next() itself when it is done."""
+        if not self.queue:
+            self.report["ok"] = True
+            self.quit()
+            return
+        step = self.queue.pop(0)
+        self.log("step " + step.__name__)
+        self.report["steps"].append(step.__name__)
+        try:
+            if step() != "wait":
+                QTimer.singleShot(0, self.next)
+        except Exception:
+            self.report["error"] = traceback.format_exc()
+            self.log(self.report["error"])
+            self.quit()
+
+    def _watchdog(self):
+        if not self.finished_quit:
+            try:
+                app = QApplication.instance()
+                app.primaryScreen().grabWindow(0).save(os.path.join(self.out, "watchdog.png"))
+                modal = app.activeModalWidget()
+                self.report["watchdog_modal"] = None if modal is None else [type(modal).__name__,
+                                                                              modal.windowTitle()]
+                self.report["watchdog_status"] = self.docker.status_label.text() if self.docker else None
+            except Exception:
+                pass
+            self.report["error"] = "watchdog: the scenarios did not finish in time"
+            self.quit()
+
+    def quit(self):
+        if self.finished_quit:
+            return
+        self.finished_quit = True
+        self.report["elapsed_s"] = round(time.time() - self.t0, 2)
+        try:   # the worker's pid, so the test can check that it ends with Krita
+            import luciddream.docker as product
+            client = product._engine._client if product._engine is not None else None
+            self.report["worker_pid"] = client._t.proc.pid if client is not None else None
+        except Exception:
+            self.report["worker_pid"] = None
+        with open(os.path.join(self.out, "report.json"), "w") as f:
+            json.dump(self.report, f, indent=1)
+        self.log("report written")
+        try:   # closing documents that have views crashes Krita 5.1; unmodified ones just go with the window
+            for doc in Krita.instance().documents():
+                doc.setModified(False)
+        except Exception:
+            self.log("close failed " + traceback.format_exc())
+        Krita.instance().action("file_quit").trigger()
+
+    def dump(self, name, data):
+        with open(os.path.join(self.out, name), "wb") as f:
+            f.write(bytes(data))
+
+    def new_document(self, model="RGBA", depth="U8", select=True):
+        app = Krita.instance()
+        w, h = self.spec["width"], self.spec["height"]
+        app.setBatchmode(True)   # exportImage must not open its options dialog
+        doc = app.createDocument(w, h, "dreamtest", model, depth, "", 72.0)
+        doc.setBatchmode(True)
+        layer = doc.topLevelNodes()[0]
+        if (model, depth) == ("RGBA", "U8"):
+            layer.setPixelData(pattern(w, h), 0, 0, w, h)
+        self.window.addView(doc)
+        app.setActiveDocument(doc) if hasattr(app, "setActiveDocument") else None
+        doc.setActiveNode(layer)
+        if select:
+            sel = Selection()
+            sel.select(*self.spec["selection"], 255)
+            doc.setSelection(sel)
+        doc.refreshProjection()
+        doc.waitForDone()
+        return doc, layer
+
+    def state(self, doc):
+        """What must not change: the layer stack and every layer's pixels."""
+        w, h = doc.width(), doc.height()
+        return [(n.name(), n.type(), bytes(n.pixelData(0, 0, w, h))) for n in doc.topLevelNodes()]
+
+    def set_settings(self, values):
+        d = self.docker
+        d.steps_spin.setValue(values["steps"])
+        d.octaves_spin.setValue(values["octaves"])
+        d.tile_combo.setCurrentIndex(d.tile_combo.findData(values["tile"]))
+        if "step_size" in values:
+            d.step_size_spin.setValue(values["step_size"])
+        if "seed" in values:
+            d.seed_spin.setValue(values["seed"])
+
+    # ------------------------------------------------------------------------------------------ steps
+
+    def check_registration(self):
+        app = Krita.instance()
+        self.window = app.activeWindow()
+        found = [d for d in app.dockers() if d.objectName() == "luciddream_docker"]
+        self.report["docker_registered"] = bool(found)
+        self.report["docker_title"] = found[0].windowTitle() if found else None
+        self.report["action_registered"] = app.action("luciddream_dream_selection") is not None
+        import luciddream.docker as product  # the plug-in package Krita loaded from pykrita
+        self.report["product_file"] = product.__file__
+        self.docker = found[0]
+        self.docker.setFloating(False)
+        self.docker.show()
+        self.docker.raise_()
+
+    def scenario_refused(self):
+        doc, layer = self.new_document("CMYKA", "U8")
+        before = self.state(doc)
+        started = self.docker.dream()
+        self.report["refused"] = {"started": started, "status": self.docker.status_label.text(),
+                                  "unchanged": self.state(doc) == before}
+        doc.setModified(False)
+
+    def scenario_cancel(self):
+        doc, layer = self.new_document()
+        self.cancel_doc = doc
+        self.cancel_before = self.state(doc)
+        self.set_settings(self.spec["cancel"])
+        self.docker.clear_targets()
+        self.docker.layer_combo.setCurrentIndex(1)   # fine textures
+        self.docker._add_layer_preset()
+        self.cancel_events = []
+        self.docker._bridge.progress.connect(self._cancel_progress)
+        self.docker.finished.connect(self._cancel_finished)
+        self.cancel_t0 = time.time()
+        if not self.docker.dream():
+            self.report["cancel"] = {"started": False, "status": self.docker.status_label.text()}
+            self.docker.finished.disconnect(self._cancel_finished)
+            self.docker._bridge.progress.disconnect(self._cancel_progress)
+            return None
+        return "wait"
+
+    def _cancel_progress(self, fraction, message):
+        self.cancel_events.append([round(time.time() - self.cancel_t0, 2), fraction, message])
+        if fraction > 0 and not getattr(self, "cancel_pressed", False):
+            self.cancel_pressed = True
+            self.docker.cancel_button.click()   # the real button
+
+    def _cancel_finished(self, outcome, message):
+        self.docker.finished.disconnect(self._cancel_finished)
+        self.docker._bridge.progress.disconnect(self._cancel_progress)
+        doc = self.cancel_doc
+        doc.waitForDone()
+        after = self.state(doc)
+        self.report["cancel"] = {
+            "started": True, "outcome": outcome, "message": message, "events": self.cancel_events[:5],
+            "pressed": getattr(self, "cancel_pressed", False), "unchanged": after == self.cancel_before,
+            "layers_before": [n for n, _, _ in self.cancel_before], "layers_after": [n for n, _, _ in after],
+            "seconds": round(time.time() - self.cancel_t0, 2)}
+        doc.setModified(False)
+        QTimer.singleShot(0, self.next)
+
+    def scenario_dream(self):
+        doc, layer = self.new_document()
+        self.dream_doc, self.dream_layer = doc, layer
+        w, h = doc.width(), doc.height()
+        self.dump("before_layer.bin", layer.pixelData(0, 0, w, h))
+        self.dump("before_image.bin", doc.pixelData(0, 0, w, h))
+        doc.exportImage(os.path.join(self.out, "before.png"), InfoObject())
+        spec = self.spec["dream"]
+        self.set_settings(spec)
+        d = self.docker
+        d.clear_targets()
+        for name in spec["classes"]:          # search by name and add, as a user would
+            d.search_edit.setText(name)
+            d._add_selected_class()
+        d.layer_combo.setCurrentIndex(0)      # puppyslugs, with a weight
+        d._add_layer_preset()
+        d.target_table.cellWidget(d.target_table.rowCount() - 1, 1).setValue(spec["layer_weight"])
+        self.report["dream_targets"] = [c.spec for c in d.choices()]
+        d.finished.connect(self._dream_finished)
+        self.dream_t0 = time.time()
+        import luciddream.docker as product
+        self.log("dockers known to the plug-in: %d" % len(product.dockers()))
+        Krita.instance().action("luciddream_dream_selection").trigger()   # the menu action
+        self.log("action triggered; status: " + d.status_label.text())
+        return "wait"
+
+    def _dream_finished(self, outcome, message):
+        self.docker.finished.disconnect(self._dream_finished)
+        doc, layer = self.dream_doc, self.dream_layer
+        doc.refreshProjection()
+        doc.waitForDone()
+        w, h = doc.width(), doc.height()
+        self.dump("after_layer.bin", layer.pixelData(0, 0, w, h))
+        self.dump("after_image.bin", doc.pixelData(0, 0, w, h))
+        nodes = doc.topLevelNodes()
+        new = [n for n in nodes if n.name().startswith("Dream:")]
+        if new:
+            self.dump("new_layer.bin", new[0].pixelData(0, 0, w, h))
+        exported = doc.exportImage(os.path.join(self.out, "after.png"), InfoObject())
+        saved = doc.saveAs(os.path.join(self.out, "after.kra"))
+        self.report["dream"] = {
+            "outcome": outcome, "message": message, "seconds": round(time.time() - self.dream_t0, 2),
+            "layers": [[n.name(), n.type()] for n in nodes], "new_layers": [n.name() for n in new],
+            "active": doc.activeNode().name() if doc.activeNode() is not None else None,
+            "exported": bool(exported), "saved": bool(saved), "status": self.docker.status_label.text(),
+            "size": [w, h], "selection": self.spec["selection"]}
+        QTimer.singleShot(0, self.next)
+
+    def screenshot(self):
+        self.docker.show()
+        self.docker.raise_()
+        path = os.path.join(self.out, "screenshot.png")
+        self.report["screenshot"] = bool(self.window.qwindow().grab().save(path))
+        docker_path = os.path.join(self.out, "docker.png")
+        self.report["docker_screenshot"] = bool(self.docker.grab().save(docker_path))

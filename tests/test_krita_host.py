@@ -1,0 +1,191 @@
+"""Real Krita 5 under Xvfb: the plug-in installed by install.py, the docker driven through its scenarios by the
+test-only driver plug-in (tests/hosts/krita_driver), and the pixel code against Krita's API through kritarunner.
+
+One Krita launch runs every docker scenario (registration, CMYK refusal, cancel, dream via the menu action,
+screenshot) because a launch plus a worker start costs ~15 s; the tests below each check one part of its report.
+Needs `tests/hosts/setup_krita.sh`; without Krita these tests skip, except under CI, where they fail.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "hosts"))
+import krita_launch  # noqa: E402
+
+pytestmark = pytest.mark.krita
+ROOT = Path(__file__).resolve().parents[1]
+VENV = ROOT / ".venv"
+
+
+def require_krita() -> None:
+    missing = krita_launch.krita_missing()
+    if missing:
+        message = f"real Krita is not installed here ({missing} not found): run tests/hosts/setup_krita.sh"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI must not skip host tests)")
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def krita_template() -> Path:
+    require_krita()
+    cache = Path(f"/tmp/luciddream-krita-template-{krita_launch.krita_version()}-{os.getuid()}")
+    return krita_launch.template_home(cache)
+
+
+@pytest.fixture(scope="session")
+def installed_home(krita_template):
+    """A fresh HOME with the warm profile and the plug-in installed the user's way (install.py)."""
+    home = krita_launch.new_home(krita_template)
+    result = krita_launch.install_plugin(home, VENV)
+    assert result.returncode == 0, f"install.py failed:\n{result.stdout}\n{result.stderr}"
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def krita_run(installed_home, tmp_path_factory):
+    """Launch Krita once with the driver; returns (output folder, report, exit status)."""
+    krita_launch.add_driver(installed_home)
+    out = tmp_path_factory.mktemp("krita-run")
+    started = time.time()
+    result = krita_launch.launch(installed_home, out, timeout=300)
+    report_file = out / "report.json"
+    if not report_file.exists():
+        pytest.fail(f"Krita exited with {result.returncode} and no report; see {out}/krita.stderr and "
+                    f"{out}/driver.log")
+    report = json.loads(report_file.read_text(encoding="utf-8"))
+    report["launch_s"] = round(time.time() - started, 1)
+    return out, report, result.returncode
+
+
+def test_install_py_puts_the_plugin_in_pykrita_and_enables_it(installed_home):
+    pykrita = installed_home / ".local" / "share" / "krita" / "pykrita"
+    assert (pykrita / "luciddream.desktop").is_file()
+    assert (pykrita / "luciddream" / "protocol.py").read_bytes() == \
+        (ROOT / "engine" / "luciddream" / "protocol.py").read_bytes()
+    config = json.loads((pykrita / "luciddream" / "engine.json").read_text())
+    assert Path(config["python"]) == VENV / "bin" / "python" and config["url"] is None
+    assert "enable_luciddream=true" in (installed_home / ".config" / "kritarc").read_text().splitlines()
+
+
+def test_krita_quits_cleanly_after_the_scenarios(krita_run):
+    out, report, code = krita_run
+    assert report.get("error") is None, report.get("error")
+    assert report["ok"] and code == 0, f"exit {code}; see {out}"
+
+
+def test_docker_and_menu_action_are_registered(krita_run):
+    _, report, _ = krita_run
+    assert report["docker_registered"] and report["docker_title"] == "Lucid Dream"
+    assert report["action_registered"]
+    assert "/pykrita/luciddream/" in report["product_file"]
+
+
+def test_cmyk_is_refused_with_a_sentence_and_nothing_changes(krita_run):
+    _, report, _ = krita_run
+    refused = report["refused"]
+    assert refused["started"] is False and refused["unchanged"]
+    assert "CMYK" in refused["status"] and "Convert Image Color Space" in refused["status"]
+
+
+def test_cancel_mid_dream_leaves_the_document_exactly_as_it_was(krita_run):
+    _, report, _ = krita_run
+    cancel = report["cancel"]
+    assert cancel["started"] and cancel["pressed"], cancel
+    assert cancel["outcome"] == "cancelled" and "not changed" in cancel["message"]
+    assert cancel["unchanged"] and cancel["layers_after"] == cancel["layers_before"]
+    assert any(fraction > 0 for _, fraction, _ in cancel["events"])   # it really was dreaming when cancelled
+
+
+def _rgba(path: Path, w: int, h: int) -> np.ndarray:
+    return np.frombuffer(path.read_bytes(), np.uint8).reshape(h, w, 4)
+
+
+def test_dream_changes_only_the_selection_into_a_new_layer(krita_run):
+    out, report, _ = krita_run
+    dream = report["dream"]
+    assert dream["outcome"] == "done", dream["message"]
+    w, h = dream["size"]
+    x, y, sw, sh = dream["selection"]
+    names = [name for name, kind in dream["layers"] if kind == "paintlayer"]
+    assert names[0] == "Background" and names[1].startswith("Dream: goldfish, block10 ×0.5 (seed 7)")
+    assert dream["new_layers"] == [names[1]] and dream["active"] == names[1]
+    assert (out / "before_layer.bin").read_bytes() == (out / "after_layer.bin").read_bytes(), \
+        "the original layer was modified"
+    selected = np.zeros((h, w), bool)
+    selected[y:y + sh, x:x + sw] = True
+    before, after = _rgba(out / "before_image.bin", w, h), _rgba(out / "after_image.bin", w, h)
+    diff = np.abs(after.astype(int) - before.astype(int)).max(axis=2)
+    assert diff[~selected].max() == 0, "pixels outside the selection changed"
+    assert (diff[selected] > 0).mean() > 0.5, "the dream barely changed the selection"
+    new = _rgba(out / "new_layer.bin", w, h)
+    assert new[~selected].max() == 0 and new[selected][:, 3].min() == 255
+    # the saved files: the exported PNG shows the dream, the .kra was written
+    assert dream["exported"] and dream["saved"] and (out / "after.kra").stat().st_size > 0
+    png = np.asarray(Image.open(out / "after.png").convert("RGBA"))
+    assert (png == after[:, :, [2, 1, 0, 3]]).all()
+
+
+def test_worker_ends_with_krita(krita_run):
+    _, report, _ = krita_run
+    pid = report.get("worker_pid")
+    assert pid, "the driver saw no worker"
+    deadline = time.time() + 10
+    while time.time() < deadline and Path(f"/proc/{pid}").exists():
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2] if Path(f"/proc/{pid}/stat").exists() else "X"
+        if state == "Z":
+            break
+        time.sleep(0.2)
+    alive = Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    assert not alive, f"the engine worker {pid} outlived Krita"
+
+
+def test_screenshot_of_the_docker(krita_run):
+    out, report, _ = krita_run
+    assert report["screenshot"] and report["docker_screenshot"]
+    shot = Image.open(out / "docker.png")
+    assert shot.width > 200 and shot.height > 300
+    keep = Path("/tmp/luciddream-krita-last")   # for people: the latest screenshots, outside pytest's tmp
+    keep.mkdir(exist_ok=True)
+    for name in ("screenshot.png", "docker.png"):
+        shutil.copy(out / name, keep / name)
+
+
+@pytest.fixture(scope="session")
+def runner_home():
+    require_krita()
+    cache = Path(f"/tmp/luciddream-kritarunner-template-{krita_launch.krita_version()}-{os.getuid()}")
+    home = krita_launch.new_home(krita_launch.runner_template(cache))
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def test_pixel_formats_against_the_real_krita_api(installed_home, runner_home, tmp_path):
+    """U8, U16, F16, F32 RGBA and gray through pixels.py and document.py in kritarunner (no engine needed)."""
+    out = tmp_path / "formats.json"
+    env = krita_launch.base_env(runner_home, tmp_path)
+    env.update(QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(ROOT / "tests" / "hosts"))
+    plugin = installed_home / ".local" / "share" / "krita" / "pykrita" / "luciddream"
+    result = subprocess.run(["timeout", "-k", "10", "180", "kritarunner", "-s", "krita_runner_formats", "-f",
+                             "main", str(plugin), str(out)], env=env, capture_output=True, text=True, timeout=220)
+    assert out.exists(), f"kritarunner exited with {result.returncode} and no report:\n{result.stderr[-3000:]}"
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["ok"], report.get("error")
+    assert len(report["formats"]) == 7
+    for name, checks in report["formats"].items():
+        model, depth = name.split()
+        assert checks["new_layer_space"] == [model, depth], name
+        assert checks["layers"] == ["Background", "Dream: test"], name
+        failed = [k for k, v in checks.items() if v is False]
+        assert not failed, f"{name}: {failed}"
