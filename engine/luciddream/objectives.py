@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence, Union
 
+import numpy as np
 import torch
 
 from . import labels
@@ -177,3 +178,45 @@ def score(acts: dict[str, torch.Tensor], targets: Sequence[Target], pixels: int,
         total = t.weight * term if total is None else total + t.weight * term
     assert total is not None
     return total
+
+
+@dataclass(frozen=True, eq=False)
+class Guide:
+    """Features of a guide picture at one layer: (C, N), one column per position of the guide's feature map."""
+
+    layer: str
+    features: torch.Tensor
+
+
+GUIDE_SIDE = 448  # the guide is seen at most this large: enough positions to match, few enough to stay cheap
+
+
+def guide_features(net: DreamNet, rgb: np.ndarray, layer: str) -> Guide:
+    """The guide's activations at `layer`, computed once per dream (the guide never changes).
+
+    The guide is scaled so its longer side is at most GUIDE_SIDE (and at least the network's training size, so a
+    small guide still has several positions to offer).
+    """
+    import torch.nn.functional as F
+
+    param = next(net.parameters())
+    x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
+    h, w = x.shape[-2:]
+    side = min(max(h, w, net.spec.input_size), GUIDE_SIDE)
+    scale = side / max(h, w)
+    size = (max(32, round(h * scale)), max(32, round(w * scale)))
+    x = F.interpolate(x, size=size, mode="bilinear", antialias=scale < 1, align_corners=False).clamp(0, 1)
+    with torch.no_grad():
+        a = net(x.to(device=param.device, dtype=param.dtype), [layer])[layer]
+    return Guide(layer, a[0].flatten(1).contiguous())
+
+
+def guide_score(acts: dict[str, torch.Tensor], guide: Guide, pixels: int, ref_pixels: int) -> torch.Tensor:
+    """Google's guided DeepDream: every position of the dream is pulled toward the guide feature it already matches
+    best (the maximum dot product), so the dream grows the guide's motifs out of what is already there instead of
+    copying the guide. Scaled like a layer term (per channel, by window area) so it mixes with other targets."""
+    a = acts[guide.layer]
+    x = a.flatten(2)                                             # (B, C, M)
+    dots = torch.einsum("bcm,cn->bmn", x, guide.features.to(x.dtype))
+    best = dots.max(dim=2).values                                # (B, M)
+    return best.mean(dim=1).sum() / a.shape[1] * (pixels / ref_pixels)
