@@ -214,6 +214,7 @@ def test_worker_refuses_a_second_job_while_busy(client):
     (TARGET, {**FAST, "steps": 0}, None, "steps must be between"),
     (TARGET, {**FAST, "model": 5}, None, "model must be a name"),
     (TARGET, {**FAST, "device": "tpu"}, None, 'Unknown device "tpu"'),
+    (TARGET, {**FAST, "weights": "/etc/passwd"}, None, "Unknown setting weights"),  # no server-side paths
     (TARGET, FAST, np.zeros((H, W), np.uint8), "selects nothing"),
 ])
 def test_worker_user_errors_are_one_sentence(client, targets, settings, mask, words):

@@ -94,10 +94,18 @@ def run_job(req: P.JobRequest, payload: Any, cancel: threading.Event,
     """Turn the payload into arrays, dream, and return the new pixels in the request's layout."""
     import numpy as np
 
-    from .render import dream
+    from dataclasses import fields
+
     from .errors import DreamError
+    from .render import Settings, dream
 
     settings = dict(req.settings or {})
+    # Only the dream's settings travel over the wire: `weights` (a path on the engine's machine) and `guide` are
+    # keywords of dream() too, and a remote client must not choose files on the server.
+    allowed = {f.name for f in fields(Settings)}
+    unknown = sorted(set(settings) - allowed)
+    if unknown:
+        raise DreamError(f"Unknown setting {', '.join(unknown)}: the settings are {', '.join(sorted(allowed))}.")
     for key in _TEXT_SETTINGS:
         if key in settings and not isinstance(settings[key], str):
             raise DreamError(f"The setting {key} must be a name such as \"{'lite0' if key == 'model' else 'cpu'}\", "
