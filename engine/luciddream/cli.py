@@ -69,7 +69,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_dream(args: argparse.Namespace) -> int:
-    import numpy as np  # noqa: F401  (imported here so `classes` stays instant)
     from tqdm import tqdm
 
     from . import files

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .errors import DreamError
+from .filters import gaussian_blur
 
 
 @dataclass(frozen=True)
@@ -80,17 +80,6 @@ def grow(box: Box, margin: int, height: int, width: int) -> Box:
                max(0, box.x0 - margin), min(width, box.x1 + margin))
 
 
-def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of a (1, 1, H, W) tensor with edge replication (image borders are not edges)."""
-    radius = max(1, int(3 * sigma + 0.5))
-    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = (k / k.sum()).to(x)
-    x = F.pad(x, (radius, radius, radius, radius), mode="replicate")
-    x = F.conv2d(x, k.view(1, 1, 1, -1))
-    return F.conv2d(x, k.view(1, 1, -1, 1))
-
-
 def feather(mask: np.ndarray, radius: float) -> np.ndarray:
     """Soften the selection's edge inwards over about `radius` pixels; outside it stays exactly 0.
 
@@ -104,7 +93,7 @@ def feather(mask: np.ndarray, radius: float) -> np.ndarray:
     box = grow(selection_box(mask, h, w), pad, h, w)
     region = mask[box.slices]
     inside = torch.from_numpy((region > 0).astype(np.float32))[None, None]
-    ramp = (_blur(inside, radius / 2.0)[0, 0].numpy() * 2.0 - 1.0).clip(0.0, 1.0)
+    ramp = (gaussian_blur(inside, radius / 2.0, edges="replicate")[0, 0].numpy() * 2.0 - 1.0).clip(0.0, 1.0)
     out = mask.copy()
     out[box.slices] = region * ramp
     if not (out > 0).any():  # a selection thinner than the feather: keep it rather than select nothing

@@ -6,7 +6,12 @@ one (median). A seamless dream scores close to a dream done in one piece.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:  # torch is imported where used: the seam score needs only NumPy
+    import torch
 
 
 def _as_float(a: np.ndarray) -> np.ndarray:
@@ -33,20 +38,6 @@ def seam_score(before: np.ndarray, after: np.ndarray) -> float:
 VIEWS = ("blur", "half", "rotate", "crop")
 
 
-def _gauss(x: "torch.Tensor", sigma: float) -> "torch.Tensor":
-    import torch
-    import torch.nn.functional as F
-
-    r = max(1, int(3 * sigma + 0.5))
-    t = torch.arange(-r, r + 1, dtype=x.dtype)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
-    c = x.shape[1]
-    x = F.pad(x, (r, r, r, r), mode="reflect")
-    x = F.conv2d(x, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    return F.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
-
-
 def views(x: "torch.Tensor") -> dict[str, "torch.Tensor"]:
     """The (1, 3, S, S) image as the judge sees it: plain, and under the four views a dream is not optimised for:
     Gaussian blur σ=2, 2× down- then up-sampling, rotation by 20° (border pixels repeat into the corners) and a
@@ -56,6 +47,8 @@ def views(x: "torch.Tensor") -> dict[str, "torch.Tensor"]:
     import torch
     import torch.nn.functional as F
 
+    from .filters import gaussian_blur
+
     s = x.shape[-1]
     a = math.radians(20.0)
     theta = torch.tensor([[[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]]], dtype=x.dtype)
@@ -64,7 +57,7 @@ def views(x: "torch.Tensor") -> dict[str, "torch.Tensor"]:
     crop = x[:, :, c0:s - c0, c0:s - c0]
     return {
         "plain": x,
-        "blur": _gauss(x, 2.0),
+        "blur": gaussian_blur(x, 2.0),
         "half": F.interpolate(F.interpolate(x, scale_factor=0.5, mode="bilinear", antialias=True,
                                             align_corners=False), size=(s, s), mode="bilinear", align_corners=False),
         "rotate": F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False),

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from . import masks, octaves, pixels, tiles
+from .filters import gaussian_blur
 from .errors import Cancelled, DreamError
 from .models import DEFAULT_MODEL, LOGITS, DreamNet, load_model, resolve_device
 from .objectives import Guide, Target, TargetSpec, guide_features, guide_score, needed_layers, parse_targets, score
@@ -178,7 +179,7 @@ def dream_rgb(rgb: np.ndarray, freedom: np.ndarray | None, net: DreamNet, target
                     f = s / max(1, cfg.steps - 1)
                     sigma = CLASS_RECIPE.blur[0] * (1 - f) + CLASS_RECIPE.blur[1] * f
                     if sigma > 0.2:
-                        g = blur_gradient(g, sigma)
+                        g = gaussian_blur(g, sigma)
                 if free is not None:
                     g.mul_(free)
                 mean = float(torch.linalg.vector_norm(g, 1)) / count
@@ -253,14 +254,3 @@ def random_view(window: torch.Tensor, rng: np.random.Generator, recipe: ClassRec
     return F.grid_sample(window, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
-def blur_gradient(g: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of an NCHW gradient (reflected edges): keeps the shapes, drops the pixel noise."""
-    r = max(1, int(3 * sigma + 0.5))
-    r = min(r, g.shape[-1] - 1, g.shape[-2] - 1)
-    t = torch.arange(-r, r + 1, dtype=g.dtype, device=g.device)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
-    c = g.shape[1]
-    x = F.pad(g, (r, r, r, r), mode="reflect")
-    x = F.conv2d(x, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    return F.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
