@@ -661,7 +661,7 @@ class _PipeTransport(_Transport):
             self._log.close()
             os.unlink(self.log_path)
             raise WorkerError(WORKER_GONE, f"Cannot start the engine with {command[0]} ({exc.strerror or exc}): "
-                                           f"set the plug-in's engine Python to the one luciddream is installed in.")
+                                           f"run `python3 install.py` again (or with --venv PATH) so engine.json names the engine's Python.")
         self._write_lock = threading.Lock()
         self._lock = threading.Lock()
         self._jobs: Dict[Any, Job] = {}
