@@ -125,10 +125,18 @@ def _run_layers(args: argparse.Namespace) -> int:
 
 
 def _run_models(args: argparse.Namespace) -> int:
+    unusable = []  # torchvision's models where torchvision does not import: one line for all of them
     for spec in models.SPECS.values():
+        if spec.requirement == "torchvision" and not spec.available():
+            unusable.append(spec.name)
+            continue
         state = spec.state()
         mark = " (default)" if spec.name == models.DEFAULT_MODEL else ""
         print(f"{spec.name:6s} {spec.title}{mark}\n       weights: {spec.weights}; {state}")
+    if unusable:
+        from . import tvmodels
+
+        print(tvmodels.note(unusable))
     return 0
 
 

