@@ -7,13 +7,15 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import signal
 import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
 from . import labels, models, server, worker
-from .errors import Cancelled, DreamError
+from .errors import Cancelled, DreamError, is_out_of_memory
+from .protocol import Limits
 
 PROG = "luciddream"
 
@@ -51,6 +53,9 @@ def _dream_args(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="repeatable result (default: random, printed)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="default auto")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument("--max-pixels", type=int, default=Limits().max_pixels, metavar="N",
+                   help=f"refuse larger images before reading them (default {Limits().max_pixels}, 8192×8192 "
+                        f"like the worker)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,13 +76,22 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_dream(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from . import files
+    from . import files, pixels
     from .render import dream
 
     src, dst = Path(args.input), Path(args.output)
-    image = files.read_image(src)
-    mask = files.read_mask(args.mask) if args.mask else None
-    guide = files.read_image(args.guide) if args.guide else None
+    if args.max_pixels < 1:
+        raise DreamError(f"--max-pixels must be a positive number of pixels, not {args.max_pixels}.")
+    _refuse_overwriting(dst, [(src, "input image"), (args.mask, "mask"), (args.guide, "guide")])
+    if args.weights and not Path(args.weights).expanduser().is_file():
+        raise DreamError(f"The weights file {args.weights} does not exist: check the path (or leave --weights out "
+                         f"to use the model's own).")
+    image = files.read_image(src, max_pixels=args.max_pixels)
+    if min(image.shape[:2]) < pixels.MIN_SIDE:
+        raise DreamError(f"{src} is {image.shape[1]}×{image.shape[0]} pixels, too small to dream: it needs at least "
+                         f"{pixels.MIN_SIDE} pixels on each side.")
+    mask = files.read_mask(args.mask, max_pixels=args.max_pixels) if args.mask else None
+    guide = files.read_image(args.guide, max_pixels=args.max_pixels) if args.guide else None
     if mask is not None and mask.shape != image.shape[:2]:
         raise DreamError(f"{args.mask} is {mask.shape[1]}×{mask.shape[0]} pixels but {src} is "
                          f"{image.shape[1]}×{image.shape[0]}: the mask must have the image's size.")
@@ -102,6 +116,20 @@ def _run_dream(args: argparse.Namespace) -> int:
         print(f"wrote {dst} ({out.shape[1]}×{out.shape[0]}, seed {seed}, {time.monotonic() - start:.1f} s)",
               file=sys.stderr)
     return 0
+
+
+def _refuse_overwriting(dst: Path, sources: Sequence[tuple]) -> None:
+    """The output must not be one of the files the dream reads: the input is never overwritten."""
+    for path, what in sources:
+        if not path:
+            continue
+        source = Path(path)
+        same = dst.resolve() == source.resolve()
+        if not same and dst.exists() and source.exists():
+            same = os.path.samefile(dst, source)
+        if same:
+            raise DreamError(f"{dst} is the {what}: write the dream to another file, the {what} is never "
+                             f"overwritten.")
 
 
 def _run_classes(args: argparse.Namespace) -> int:
@@ -144,13 +172,28 @@ COMMANDS = {"dream": _run_dream, "classes": _run_classes, "layers": _run_layers,
             "worker": worker.run, "serve": server.run}
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # `kill` or a closed terminal: clean up like Ctrl-C (no temporary file left behind)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "dream" and argv is None:  # the real command line, not a call from Python code or tests
+        for name in ("SIGTERM", "SIGHUP"):
+            signum = getattr(signal, name, None)
+            if signum is not None and signal.getsignal(signum) is signal.SIG_DFL:  # leave nohup's SIG_IGN alone
+                signal.signal(signum, _terminated)
     try:
         return COMMANDS[args.command](args)
     except DreamError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    except (MemoryError, RuntimeError) as exc:
+        if not is_out_of_memory(exc):
+            raise
+        print(f"{PROG}: error: out of memory ({type(exc).__name__}); nothing was written: use a smaller --tile, "
+              f"fewer --octaves, a smaller --mask selection or a smaller image.", file=sys.stderr)
+        return 1
     except Cancelled as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 130

@@ -14,3 +14,12 @@ class Cancelled(Exception):
 
     def __init__(self, message: str = "Cancelled: the image was not changed.") -> None:
         super().__init__(message)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Did this exception come from running out of memory? NumPy raises MemoryError, CUDA torch.OutOfMemoryError,
+    and torch on the CPU a plain RuntimeError from its allocator ("DefaultCPUAllocator: can't allocate memory")."""
+    if isinstance(exc, MemoryError) or "OutOfMemory" in type(exc).__name__:
+        return True
+    text = str(exc) if isinstance(exc, RuntimeError) else ""
+    return "can't allocate memory" in text or "out of memory" in text.lower()

@@ -5,9 +5,13 @@ Ctrl-C never leaves a half-written image, and an existing file is replaced only 
 """
 from __future__ import annotations
 
+import functools
 import os
+import re
 import tempfile
+import warnings
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import png
@@ -18,21 +22,63 @@ from .errors import DreamError
 _PNG16 = {"RGB;16B": 3, "RGBA;16B": 4, "LA;16B": 2}
 
 
-def _open(path: Path) -> tuple[Image.Image, object]:
-    """The decoded image and its raw PNG sample layout (known only before decoding)."""
+def _too_large(path: Path, size: str, most: int) -> DreamError:
+    return DreamError(f"{path} is {size}, more than the {most:,} pixels luciddream reads at most: crop or scale "
+                      f"it down first.")
+
+
+def _most_pixels(max_pixels: int | None) -> int:
+    """The largest image read: `max_pixels`, but never more than Pillow opens (twice its MAX_IMAGE_PIXELS)."""
+    pillow = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else None
+    if max_pixels is None:
+        return pillow or 2 ** 62
+    return min(max_pixels, pillow) if pillow else max_pixels
+
+
+_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF8", b"II*\0", b"MM\0*", b"BM")
+
+
+def _looks_like_an_image(path: Path) -> bool:
+    """Does the file start like a PNG, JPEG, GIF, TIFF or BMP (so that Pillow's refusal means it is damaged)?"""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return False
+    return head.startswith(_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
+def _open(path: Path, max_pixels: int | None = None) -> tuple[Image.Image, object]:
+    """The decoded image and its raw PNG sample layout (known only before decoding).
+
+    The size is checked from the file's header, before any pixel is decoded: a 30000×30000 file or a
+    decompression bomb is refused without allocating its gigabytes.
+    """
     if not path.exists():
         raise DreamError(f"{path}: no such file; check the path.")
     if path.is_dir():
         raise DreamError(f"{path} is a folder, not an image file.")
+    most = _most_pixels(max_pixels)
     try:
         im = Image.open(path)
+    except Image.DecompressionBombError as exc:  # over Pillow's own guard, which it checks inside open()
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        raise _too_large(path, f"{int(found.group(1)):,} pixels" if found else "too large", most) from None
+    except UnidentifiedImageError:
+        if _looks_like_an_image(path):
+            raise DreamError(f"{path} is damaged or truncated and cannot be read (its header is broken); re-export "
+                             f"it.") from None
+        raise DreamError(f"{path} is not an image Pillow can read; save it as PNG, JPEG or TIFF.") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DreamError(f"{path} is damaged or truncated and cannot be read ({exc}); re-export it.") from None
+    width, height = im.size
+    if width * height > most:
+        im.close()
+        raise _too_large(path, f"{width}×{height} pixels", most)
+    try:
         raw = im.tile[0].args if im.tile else None
         im.load()
         return im, raw
-    except Image.DecompressionBombError as exc:
-        raise DreamError(f"{path} is too large to open safely ({exc}); crop or scale it down first.") from None
-    except UnidentifiedImageError:
-        raise DreamError(f"{path} is not an image Pillow can read; save it as PNG, JPEG or TIFF.") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise DreamError(f"{path} is damaged or truncated and cannot be read ({exc}); re-export it.") from None
 
@@ -43,10 +89,24 @@ def _png16(path: Path, channels: int) -> np.ndarray:
     return data.reshape(height, width, info["planes"])
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """The file as uint8, uint16 or float32; gray (H, W), gray+alpha, RGB or RGBA (H, W, C)."""
+def _quiet(read: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    """Pillow warns about damaged metadata, big images and palette quirks: on the command line that would be lines
+    of noise around the one sentence that matters, so a reader says what it has to say in its result or error."""
+    @functools.wraps(read)
+    def quietly(*args: Any, **kwargs: Any) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return read(*args, **kwargs)
+    return quietly
+
+
+@_quiet
+def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
+    """The file as uint8, uint16 or float32; gray (H, W), gray+alpha, RGB or RGBA (H, W, C).
+
+    `max_pixels`: refuse a larger image before decoding it (default: Pillow's decompression-bomb guard)."""
     path = Path(path)
-    im, raw = _open(path)
+    im, raw = _open(path, max_pixels)
     if im.format == "PNG" and isinstance(raw, str) and raw in _PNG16:
         try:
             return _png16(path, _PNG16[raw])
@@ -69,10 +129,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return np.array(im.convert("RGBA" if "A" in mode else "RGB"))
 
 
-def read_mask(path: str | os.PathLike) -> np.ndarray:
+@_quiet
+def read_mask(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
     """A selection mask read as gray, white = dream: float32 in [0, 1]."""
     path = Path(path)
-    im, _ = _open(path)
+    im, _ = _open(path, max_pixels)
     if im.mode.startswith("I;16") or im.mode == "I":
         return np.clip(np.array(im), 0, 65535).astype(np.float32) / 65535.0
     if im.mode == "F":
@@ -134,8 +195,13 @@ def check_output(path: str | os.PathLike) -> str:
         raise DreamError(f"{path}: the folder {folder} does not exist; create it or choose another output path.")
     if path.is_dir():
         raise DreamError(f"{path} is a folder; give a file name such as {path / 'dream.png'}.")
-    if not os.access(folder, os.W_OK):
-        raise DreamError(f"{path}: the folder {folder} is not writable; choose another output path.")
+    try:  # try for real: os.access says yes to root, and knows nothing of read-only mounts or full quotas
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+    except OSError as exc:
+        raise DreamError(f"{path}: the folder {folder} is not writable ({exc.strerror or exc}); choose another "
+                         f"output path.") from None
+    os.close(fd)
+    os.unlink(probe)
     return fmt
 
 

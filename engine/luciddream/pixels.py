@@ -13,6 +13,9 @@ from .errors import DreamError
 from .masks import Box
 
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # Rec. 601: how a gray image's dream becomes gray again
+# The networks shrink an image 32 times before their deepest layers; below this side their kernels no longer fit
+# (measured: Lite0 fails under 17 px), and an octave this small holds nothing to dream about anyway.
+MIN_SIDE = 32
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,9 @@ def describe(image: np.ndarray) -> Layout:
             raise DreamError("The image contains NaN or infinite values: replace them before dreaming.")
     else:
         raise DreamError(f"Images of type {image.dtype} are not supported: use uint8, uint16 or float32.")
+    if h < MIN_SIDE or w < MIN_SIDE:
+        raise DreamError(f"An image of {w}×{h} pixels is too small to dream with: it needs at least {MIN_SIDE} "
+                         f"pixels on each side; use a larger image or canvas.")
     color = 1 if channels <= 2 else 3
     return Layout(h, w, color, channels in (2, 4), scale)
 
