@@ -360,7 +360,7 @@ class JobRequest:
                                          f"or start the engine with a larger --max-pixels.")
         channels = _whole(header, "channels", 1, MAX_CHANNELS)
         sample = header["sample"]
-        if sample not in SAMPLE_BYTES:
+        if not isinstance(sample, str) or sample not in SAMPLE_BYTES:  # a list or object is not hashable
             raise WorkerError(BAD_REQUEST, f'"sample" must be one of {", ".join(SAMPLE_BYTES)}, not {_show(sample)}.')
         mask = header.get("mask", False)
         if not isinstance(mask, bool):
@@ -432,13 +432,16 @@ class Job:
     """A running dream: iterate `events()` for progress, then `result()`; `cancel()` from any thread."""
 
     def __init__(self, request: JobRequest, inbox: "queue.Queue[Any]", cancel: Callable[["Job"], None],
-                 finished: Optional[Callable[["Job"], None]] = None) -> None:
+                 finished: Optional[Callable[["Job"], None]] = None, stall: Optional[float] = None,
+                 stalled: Optional[Callable[["Job"], None]] = None) -> None:
         self.request = request
         self.id = request.id
         self.server_job: Optional[str] = None   # the server's name for it (HTTP), for the cancel endpoint
         self._inbox = inbox
         self._cancel = cancel
         self._finished = finished
+        self._stall = stall        # seconds without any frame after which the engine counts as hung (None: never)
+        self._stalled = stalled    # what to do with a hung engine (the pipe transport stops the worker)
         self._result: Optional[Union[bytes, bytearray]] = None
         self._error: Optional[WorkerError] = None
         self._done = False
@@ -454,11 +457,24 @@ class Job:
             self._cancel(self)
 
     def events(self, timeout: Optional[float] = None) -> Iterator[Progress]:
-        """Progress events until the job ends. `timeout`: most seconds to wait for the next one (None: no limit)."""
+        """Progress events until the job ends. `timeout`: most seconds to wait for the next one; the job goes on.
+
+        Without a timeout, an engine that promised news every few seconds (its hello's "heartbeat") and then falls
+        silent for the client's stall_timeout is taken for hung: the job ends with a TIMEOUT error (result() raises
+        it) and a spawned worker is stopped, so a host never waits for ever.
+        """
         while not self._done:
+            wait = timeout if timeout is not None else self._stall
             try:
-                item = self._inbox.get(timeout=timeout)
+                item = self._inbox.get(timeout=wait)
             except queue.Empty:
+                if timeout is None and wait is not None:
+                    if self._stalled is not None:
+                        self._stalled(self)
+                    self._end(error=WorkerError(TIMEOUT, f"The engine sent no news for {wait:g} seconds: it has "
+                                                         f"hung or its machine is overloaded, so the job was "
+                                                         f"stopped; try again, perhaps with a smaller selection."))
+                    return
                 raise WorkerError(TIMEOUT, f"The engine sent no news for {timeout:g} seconds: it may be stuck or "
                                            f"overloaded; cancel and try a smaller image or tile.") from None
             event = self._take(item)
@@ -555,26 +571,31 @@ def make_request(job_id: Union[str, int], pixels: Any, width: int, height: int, 
 class Client:
     """A connection to one engine: a child process on pipes (`spawn`) or a `luciddream serve` (`connect`)."""
 
-    def __init__(self, transport: "_Transport") -> None:
+    def __init__(self, transport: "_Transport", stall_timeout: float = 60.0) -> None:
         self._t = transport
+        self.stall_timeout = stall_timeout  # an engine with a heartbeat that is silent this long counts as hung
         self._ids = itertools.count(1)
         self._greeted = False
 
     @classmethod
     def spawn(cls, python_exe: Optional[str] = None, *args: str, env: Optional[Dict[str, str]] = None,
-              cwd: Optional[str] = None, startup_timeout: float = 120.0, limits: Limits = Limits()) -> "Client":
+              cwd: Optional[str] = None, startup_timeout: float = 120.0, limits: Limits = Limits(),
+              stall_timeout: float = 60.0) -> "Client":
         """Start `python -m luciddream.worker` (or `python_exe *args` when args are given) and say hello.
 
         `python_exe` is the engine's Python (the one with torch), not the host's. The worker's stderr goes to a
-        temporary log whose last lines are quoted when it fails; it exits by itself when this process dies.
+        temporary log whose last lines are quoted when it fails; it exits by itself when this process dies. A worker
+        that falls silent mid-job for `stall_timeout` seconds is taken for hung and stopped (see Job.events).
         """
         command = [python_exe or sys.executable] + (list(args) or ["-m", "luciddream.worker"])
         child_env = dict(os.environ if env is None else env)
         child_env[PARENT_ENV] = str(os.getpid())
-        client = cls(_PipeTransport(command, child_env, cwd, limits))
+        client = cls(_PipeTransport(command, child_env, cwd, limits), stall_timeout)
         try:
             client.hello(timeout=startup_timeout)
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, WorkerError) and exc.code == TIMEOUT:
+                client._t._hung(None)  # silent all along: waiting for it to exit politely would be more of the same
             client.close()
             raise
         return client
@@ -592,6 +613,9 @@ class Client:
             raise WorkerError(UNSUPPORTED_VERSION, f"The engine speaks protocol version {reply.get('protocol')} but "
                                                    f"this plug-in speaks {PROTOCOL_VERSION}: install matching "
                                                    f"versions of both.")
+        beat = reply.get("heartbeat")
+        if isinstance(beat, (int, float)) and not isinstance(beat, bool) and 0 < beat <= 3600:
+            self._t.stall = max(self.stall_timeout, 4.0 * beat)
         most = reply.get("max_pixels")
         if type(most) is int and 0 < most < self._t.limits.max_pixels:
             # Refuse a too large image here: an engine that refuses it mid-upload can only hang up on us.
@@ -633,6 +657,7 @@ class Client:
 
 class _Transport:
     limits: Limits
+    stall: Optional[float] = None   # set once the engine's hello promises a heartbeat (see Job.events)
 
     def hello(self, timeout: float) -> Dict[str, Any]:
         raise NotImplementedError
@@ -742,7 +767,7 @@ class _PipeTransport(_Transport):
         return dict(item.header)
 
     def start(self, req: JobRequest, parts: List[Any]) -> Job:
-        job = Job(req, queue.Queue(), self._cancel, self._forget)
+        job = Job(req, queue.Queue(), self._cancel, self._forget, self.stall, self._hung)
         with self._lock:
             self._jobs[req.id] = job
         try:
@@ -761,6 +786,14 @@ class _PipeTransport(_Transport):
     def _forget(self, job: Job) -> None:
         with self._lock:
             self._jobs.pop(job.id, None)
+
+    def _hung(self, job: Optional[Job]) -> None:
+        """The worker promised news and fell silent: stop it, so that it frees its memory and the next use of this
+        client says the engine is gone instead of waiting again."""
+        try:
+            self.proc.kill()
+        except OSError:
+            pass
 
     def close(self) -> None:
         try:

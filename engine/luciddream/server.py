@@ -37,6 +37,7 @@ CONTENT_TYPE = "application/x-luciddream"
 HEARTBEAT_S = 10.0     # resend the latest frame after this long without news, so clients can use socket timeouts
 POLL_S = 0.25          # how often a streaming handler checks whether its client has hung up
 READ_TIMEOUT_S = 30.0  # a request body that trickles slower than this is dropped
+MAX_CONNECTIONS = 32   # served at once; as many more are answered 503 "busy", any beyond that are dropped
 
 
 class Busy(Exception):
@@ -234,7 +235,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         from .worker import engine_info
 
-        info = engine_info(self.server.engine.limits)
+        info = engine_info(self.server.engine.limits, HEARTBEAT_S)
         info.update({"kind": P.HELLO, "id": None, "queue": self.server.engine.max_waiting})
         self._reply(200, info)
 
@@ -369,6 +370,35 @@ class Handler(BaseHTTPRequestHandler):
             runner.cancel(job)
 
 
+class Refusal(Handler):
+    """A connection over the server's limit: read what the client sends, then answer 503 "busy" in a sentence.
+
+    Reading the request first matters: a server that closes a socket with unread bytes resets the connection, and
+    the client would see "connection reset" instead of the answer.
+    """
+
+    timeout = 5.0
+
+    def _busy(self) -> None:
+        try:
+            left = min(int(self.headers.get("Content-Length") or 0), self.server.engine.limits.max_frame)
+        except ValueError:
+            left = 0
+        while left > 0:
+            chunk = self.rfile.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            left -= len(chunk)
+        self._refuse(503, P.BUSY, f"The server already has {self.server.max_connections} open connections, its "
+                                  f"most: try again in a moment.")
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._busy()
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._busy()
+
+
 def _gone(sock: socket.socket) -> bool:
     """Has the peer closed its end? (readable with nothing to read; sockets that error count as gone)."""
     try:
@@ -384,30 +414,42 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: Tuple[str, int], engine: Engine, max_connections: int = 32) -> None:
+    def __init__(self, address: Tuple[str, int], engine: Engine, max_connections: int = MAX_CONNECTIONS) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.engine = engine
         self.max_connections = max_connections
         self._active = 0
+        self._refusing: set = set()   # connections over the limit, answered "busy" by a Refusal handler
         self._active_lock = threading.Lock()
         super().__init__(address, Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        """Up to max_connections are served; as many again are told "busy" (503); past that they are dropped, so
+        a flood never grows threads without bound."""
         with self._active_lock:
-            full = self._active >= self.max_connections
-            if not full:
+            if self._active < self.max_connections:
                 self._active += 1
-        if full:  # too many open connections: drop this one rather than grow threads without bound
-            self.shutdown_request(request)
-            return
+            elif len(self._refusing) < self.max_connections:
+                self._refusing.add(request)
+            else:
+                self.shutdown_request(request)
+                return
         super().process_request(request, client_address)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        with self._active_lock:
+            refused = request in self._refusing
+        (Refusal if refused else Handler)(request, client_address, self)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
             with self._active_lock:
-                self._active -= 1
+                if request in self._refusing:
+                    self._refusing.discard(request)
+                else:
+                    self._active -= 1
 
 
 def is_loopback(host: str) -> bool:
@@ -420,7 +462,7 @@ def is_loopback(host: str) -> bool:
 
 
 def make_server(host: str = "127.0.0.1", port: int = 0, token: Optional[str] = None,
-                limits: P.Limits = P.Limits(), max_waiting: int = 4) -> Server:
+                limits: P.Limits = P.Limits(), max_waiting: int = 4, max_connections: int = MAX_CONNECTIONS) -> Server:
     """A ready (bound, not yet serving) server; refuses a non-loopback address without a token."""
     from .errors import DreamError
 
@@ -430,7 +472,7 @@ def make_server(host: str = "127.0.0.1", port: int = 0, token: Optional[str] = N
         raise DreamError(f"Listening on {host} would let anyone on the network use this engine: give a --token "
                          f"(or LUCIDDREAM_TOKEN), or listen on 127.0.0.1.")
     try:
-        return Server((host.strip("[]"), port), Engine(token, limits, max_waiting))
+        return Server((host.strip("[]"), port), Engine(token, limits, max_waiting), max(1, max_connections))
     except OSError as exc:
         raise DreamError(f"Cannot listen on {host}:{port} ({exc.strerror or exc}): pick another --port or "
                          f"--host.") from None
@@ -449,6 +491,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
     p.add_argument("--token", default=None, help="shared secret clients must send (default: $LUCIDDREAM_TOKEN)")
     p.add_argument("--queue", type=int, default=4, help="jobs that may wait per device (default 4)")
+    p.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS,
+                   help=f"connections served at once; more are told the server is busy (default {MAX_CONNECTIONS})")
     p.add_argument("--max-pixels", type=int, default=P.Limits().max_pixels,
                    help=f"largest image accepted, in pixels (default {P.Limits().max_pixels})")
 
@@ -457,7 +501,7 @@ def run(args: argparse.Namespace) -> int:
     """Entry point after argument parsing; prints the address on stdout once it listens."""
     token = args.token if args.token is not None else os.environ.get("LUCIDDREAM_TOKEN")
     server = make_server(args.host, args.port, token, P.Limits(max_pixels=max(1, args.max_pixels)),
-                         max(0, args.queue))
+                         max(0, args.queue), args.max_connections)
     host, port = server.server_address[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"luciddream serve: listening on http://{shown}:{port}/ "

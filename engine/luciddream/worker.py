@@ -9,6 +9,8 @@ Host plug-ins cannot import torch, and GIMP kills a plug-in's process on Cancel,
   step. The model stays loaded between jobs (models.load_model caches it).
 - the worker exits by itself when its stdin closes or its parent process dies, so a killed plug-in never leaves
   an engine behind holding gigabytes of memory.
+- while a job runs, its latest progress frame is sent again after `heartbeat` seconds without news (a slow first
+  step, the model loading), so a client can tell a slow engine from a hung one: the hello reply says how often.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ _DTYPES = {"u8": "<u1", "u16": "<u2", "f32": "<f4"}
 _OCTAVE = re.compile(r"octave (\d+)/(\d+)")
 _TEXT_SETTINGS = ("model", "device")
 _PARENT_POLL_S = 0.2
+HEARTBEAT_S = 5.0   # a running job is never quiet for longer than this (announced in the hello reply)
 PARENT_ENV = "LUCIDDREAM_PARENT_PID"  # must match protocol.PARENT_ENV
 
 
@@ -79,14 +82,16 @@ def _quit(status: int) -> None:
         os._exit(status)
 
 
-def engine_info(limits: P.Limits) -> Dict[str, Any]:
-    """The body of a hello reply: versions, what can be dreamed with, and the largest image accepted."""
+def engine_info(limits: P.Limits, heartbeat: float = 0.0) -> Dict[str, Any]:
+    """The body of a hello reply: versions, what can be dreamed with, the largest image accepted, and how often a
+    running job sends news at least (0: no promise)."""
     from . import __version__
     from .models import DEFAULT_MODEL, SPECS
 
     return {"protocol": P.PROTOCOL_VERSION, "engine": __version__, "pid": os.getpid(),
             "python": ".".join(map(str, sys.version_info[:3])), "default_model": DEFAULT_MODEL,
-            "models": [name for name, spec in SPECS.items() if spec.available()], "max_pixels": limits.max_pixels}
+            "models": [name for name, spec in SPECS.items() if spec.available()], "max_pixels": limits.max_pixels,
+            "heartbeat": heartbeat}
 
 
 def run_job(req: P.JobRequest, payload: Any, cancel: threading.Event,
@@ -99,7 +104,8 @@ def run_job(req: P.JobRequest, payload: Any, cancel: threading.Event,
     from .errors import DreamError
     from .render import Settings, dream
 
-    settings = dict(req.settings or {})
+    # JSON null means "the default", as leaving the setting out does (Settings would pass None on to the loop).
+    settings = {key: value for key, value in (req.settings or {}).items() if value is not None}
     # Only the dream's settings travel over the wire: `weights` (a path on the engine's machine) and `guide` are
     # keywords of dream() too, and a remote client must not choose files on the server.
     allowed = {f.name for f in fields(Settings)}
@@ -124,13 +130,13 @@ def run_job(req: P.JobRequest, payload: Any, cancel: threading.Event,
 
 def failure(exc: BaseException) -> Tuple[str, str]:
     """(error code, sentence) for an exception from a job; unexpected ones leave their traceback on stderr."""
-    from .errors import Cancelled, DreamError
+    from .errors import Cancelled, DreamError, is_out_of_memory
 
     if isinstance(exc, Cancelled):
         return P.CANCELLED, str(exc)
     if isinstance(exc, DreamError):
         return P.BAD_INPUT, str(exc)
-    if isinstance(exc, MemoryError) or "OutOfMemory" in type(exc).__name__:
+    if is_out_of_memory(exc):
         return P.OUT_OF_MEMORY, ("The engine ran out of memory: use a smaller tile setting, fewer octaves or a "
                                  "smaller selection.")
     traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
@@ -150,12 +156,15 @@ def progress_header(job_id: Any, fraction: float, message: str) -> Dict[str, Any
 class Worker:
     """Reads requests from one stream and writes replies to another; at most one job runs at a time."""
 
-    def __init__(self, out: BinaryIO, limits: P.Limits) -> None:
+    def __init__(self, out: BinaryIO, limits: P.Limits, heartbeat: float = HEARTBEAT_S) -> None:
         self.out = out
         self.limits = limits
+        self.heartbeat = heartbeat
         self._write_lock = threading.Lock()
         self._lock = threading.Lock()
         self._job: Optional[Tuple[Any, threading.Event]] = None
+        self._news: Dict[str, Any] = {}     # the running job's latest progress frame, sent again when quiet
+        self._sent_at = time.monotonic()
 
     def send(self, header: Dict[str, Any], *payload: Any) -> None:
         with self._write_lock:
@@ -163,6 +172,14 @@ class Worker:
                 P.write_frame(self.out, header, *payload)
             except (OSError, ValueError):  # the reader is gone: so is the point of going on
                 _quit(0)
+            self._sent_at = time.monotonic()
+
+    def _beat(self, done: threading.Event) -> None:
+        """While a job runs: repeat its latest news whenever `heartbeat` seconds passed without any frame."""
+        while not done.wait(min(1.0, self.heartbeat / 4)):
+            with self._lock:  # held while sending, so no beat can follow the job's last frame
+                if not done.is_set() and time.monotonic() - self._sent_at >= self.heartbeat:
+                    self.send(self._news)
 
     def send_error(self, job_id: Any, code: str, message: str) -> None:
         self.send({"kind": P.ERROR, "id": P.valid_id(job_id), "code": code, "message": message})
@@ -184,7 +201,7 @@ class Worker:
             if msg.error is not None:
                 self.send_error(msg.id, msg.error.code, msg.error.message)
             elif msg.kind == P.HELLO:
-                reply = engine_info(self.limits)
+                reply = engine_info(self.limits, self.heartbeat)
                 reply.update({"kind": P.HELLO, "id": msg.id})
                 self.send(reply)
             elif msg.kind == P.CANCEL:
@@ -214,12 +231,18 @@ class Worker:
             self.send_error(req.id, P.BUSY, f"The engine is still working on job {busy}: wait for it to finish "
                                             f"or cancel it first.")
             return
-        threading.Thread(target=self._run, args=(req, payload, cancel), name=f"luciddream-job-{req.id}",
+        done = threading.Event()
+        self._news = progress_header(req.id, 0.0, "preparing")
+        if self.heartbeat > 0:
+            threading.Thread(target=self._beat, args=(done,), name=f"luciddream-beat-{req.id}", daemon=True).start()
+        threading.Thread(target=self._run, args=(req, payload, cancel, done), name=f"luciddream-job-{req.id}",
                          daemon=True).start()
 
-    def _run(self, req: P.JobRequest, payload: Any, cancel: threading.Event) -> None:
+    def _run(self, req: P.JobRequest, payload: Any, cancel: threading.Event, done: threading.Event) -> None:
         def progress(fraction: float, message: str) -> None:
-            self.send(progress_header(req.id, fraction, message))
+            header = progress_header(req.id, fraction, message)
+            self._news = header
+            self.send(header)
 
         start = time.monotonic()
         try:
@@ -235,6 +258,7 @@ class Worker:
         # Free the slot before answering, so a client that sends its next job right after the reply is not "busy".
         with self._lock:
             self._job = None
+            done.set()
         self.send(reply[0], *reply[1])
         print(f"luciddream worker: job {req.id} {req.width}×{req.height} {outcome} in "
               f"{time.monotonic() - start:.2f} s", file=sys.stderr, flush=True)
@@ -252,6 +276,8 @@ def add_command(sub: Any) -> None:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-pixels", type=int, default=P.Limits().max_pixels,
                    help=f"largest image accepted, in pixels (default {P.Limits().max_pixels})")
+    p.add_argument("--heartbeat", type=float, default=HEARTBEAT_S, metavar="S",
+                   help=f"while a job runs, send news at least every S seconds (default {HEARTBEAT_S:g}; 0: never)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -260,7 +286,8 @@ def run(args: argparse.Namespace) -> int:
     watch_parent()
     limits = P.Limits(max_pixels=max(1, args.max_pixels))
     try:
-        status = Worker(out, limits).serve(sys.stdin.buffer)
+        heartbeat = args.heartbeat if args.heartbeat > 0 and args.heartbeat == args.heartbeat else 0.0
+        status = Worker(out, limits, min(heartbeat, 3600.0)).serve(sys.stdin.buffer)
     except KeyboardInterrupt:  # Ctrl-C in the terminal that started the host reaches us too: leave quietly
         status = 130
     _quit(status)
