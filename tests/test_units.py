@@ -19,17 +19,19 @@ def test_tile_weights_sum_to_one_everywhere(length, tile, seed):
     rng = np.random.default_rng(seed)
     spans = tiles.spans(length, tile, tiles.overlap_for(tile), rng)
     total = np.zeros(length)
+    assert len({s.stop - s.start for s in spans}) == 1  # one window shape: oneDNN reuses its compiled kernels
     for s in spans:
         assert 0 <= s.start < s.stop <= length
-        assert s.stop - s.start <= 1.4 * tile + 2
+        assert s.stop - s.start <= min(tile, length)
         total[s.start:s.stop] += s.weight
     np.testing.assert_allclose(total, 1.0, atol=1e-6)
 
 
 def test_tile_grid_moves_between_steps():
     rng = np.random.default_rng(0)
-    starts = {tuple(s.start for s in tiles.spans(2000, 256, 64, rng)) for _ in range(20)}
-    assert len(starts) > 10
+    layouts = [tiles.spans(2000, 256, 64, rng) for _ in range(20)]
+    assert len({tuple(s.start for s in spans) for spans in layouts}) > 10
+    assert len({s.stop - s.start for spans in layouts for s in spans}) == 1  # the cuts move, the shape does not
 
 
 def test_octave_sizes_end_at_full_size_and_skip_tiny_ones():
