@@ -175,7 +175,9 @@ def test_whole_image_grows_with_tiles_but_selection_cost_follows_the_selection()
     finally:
         handle.remove()
     pixels = sum(h * w for h, w in calls)
-    assert pixels < 0.05 * img.shape[0] * img.shape[1]
+    # The selection plus 64 px of context is 168² = 2.9% of the image; fixed-size tiles over it and the jitter
+    # margin cost about twice that.
+    assert pixels < 0.06 * img.shape[0] * img.shape[1]
 
 
 @pytest.mark.parametrize("kwargs, words", [

@@ -170,9 +170,10 @@ def test_plan_refuses_a_selection_that_misses_the_layer() -> None:
         core.plan_region(0, 10, 0, 0, None, 32)
 
 
-def test_context_margin_is_at_least_half_a_tile() -> None:
-    for tile in (64, 127, 128, 512, 4096):
-        assert core.context_margin(tile) * 2 >= tile
+def test_context_margin_is_the_engines() -> None:
+    from luciddream import masks
+
+    assert core.CONTEXT == masks.CONTEXT
 
 
 # --------------------------------------------------------------------------------------------- pixels

@@ -101,22 +101,24 @@ def test_clear_unselected_makes_only_unselected_pixels_transparent():
 
 def test_no_selection_dreams_the_whole_canvas():
     canvas = region.Rect(0, 0, 300, 200)
-    assert region.dream_rect(None, canvas, 512) == canvas
+    assert region.dream_rect(None, canvas) == canvas
 
 
 def test_selection_gets_half_a_tile_of_context_clipped_to_the_canvas():
     canvas = region.Rect(0, 0, 1000, 800)
-    rect = region.dream_rect(region.Rect(400, 300, 64, 48), canvas, 256)
-    assert rect == region.Rect(272, 172, 64 + 256, 48 + 256)
-    edge = region.dream_rect(region.Rect(10, 5, 64, 48), canvas, 512)
-    assert (edge.x, edge.y) == (0, 0) and edge.right == 10 + 64 + 256 and edge.bottom == 5 + 48 + 256
-    assert region.context_margin(128) >= 64
+    rect = region.dream_rect(region.Rect(400, 300, 64, 48), canvas)
+    assert rect == region.Rect(336, 236, 64 + 128, 48 + 128)
+    edge = region.dream_rect(region.Rect(10, 5, 64, 48), canvas)
+    assert (edge.x, edge.y) == (0, 0) and edge.right == 10 + 64 + 64 and edge.bottom == 5 + 48 + 64
+    from luciddream import masks
+
+    assert region.CONTEXT == masks.CONTEXT
 
 
 @pytest.mark.parametrize("sel,word", [(region.Rect(5, 5, 0, 10), "empty"), (region.Rect(500, 5, 10, 10), "outside")])
 def test_bad_selections_get_one_sentence(sel, word):
     with pytest.raises(region.RegionError, match=word):
-        region.dream_rect(sel, region.Rect(0, 0, 100, 100), 128)
+        region.dream_rect(sel, region.Rect(0, 0, 100, 100))
 
 
 def test_a_fully_transparent_selection_is_refused():
@@ -275,7 +277,7 @@ def painted_doc(**kw) -> tuple:
 
 def test_snapshot_without_selection_is_the_whole_layer_in_engine_order():
     doc, layer = painted_doc()
-    snap = document.read_snapshot(doc, layer, False, 128)
+    snap = document.read_snapshot(doc, layer, False)
     assert snap.rect == region.Rect(0, 0, 40, 30) and snap.mask is None
     assert snap.pixels[:4] == bytes([layer.data[2], layer.data[1], layer.data[0], layer.data[3]])
     job = snap.job("class:1", {"steps": 2})
@@ -285,7 +287,7 @@ def test_snapshot_without_selection_is_the_whole_layer_in_engine_order():
 def test_snapshot_reads_the_soft_mask_with_context():
     doc, layer = painted_doc(w=300, h=200)
     doc.sel = FakeSelection(300, 200, (150, 100, 20, 10), value=128)
-    snap = document.read_snapshot(doc, layer, False, 128)
+    snap = document.read_snapshot(doc, layer, False)
     assert snap.rect == region.Rect(150 - 64, 100 - 64, 20 + 128, 10 + 128)
     assert snap.mask.count(128) == 200 and snap.mask.count(0) == snap.rect.area - 200
 
@@ -299,14 +301,14 @@ def test_bad_sources_get_one_sentence(setup, word):
     doc, layer = painted_doc()
     d, n = setup(doc, layer)
     with pytest.raises(document.DocumentError, match=word):
-        document.read_snapshot(d, n, False, 128)
+        document.read_snapshot(d, n, False)
 
 
 def test_cmyk_is_refused_before_anything_is_read():
     doc, layer = painted_doc()
     layer.model = "CMYKA"
     with pytest.raises(document.DocumentError, match="CMYK"):
-        document.read_snapshot(doc, layer, False, 128)
+        document.read_snapshot(doc, layer, False)
 
 
 def engine_result(snap, change: int = 50) -> bytes:
@@ -323,7 +325,7 @@ def test_result_goes_to_a_new_layer_above_and_the_source_is_untouched():
     doc, layer = painted_doc(w=200, h=150)
     doc.sel = FakeSelection(200, 150, (80, 60, 16, 12))
     before = bytes(layer.data)
-    snap = document.read_snapshot(doc, layer, False, 128)
+    snap = document.read_snapshot(doc, layer, False)
     new = document.write_result(snap, engine_result(snap), "Dream: goldfish")
     assert layer.data == before
     assert [n.name() for n in doc.nodes] == ["Background", "Dream: goldfish"] and doc.active is new
@@ -340,7 +342,7 @@ def test_result_goes_to_a_new_layer_above_and_the_source_is_untouched():
 def test_visible_image_result_goes_on_top():
     doc, layer = painted_doc()
     doc.nodes.append(FakeNode(doc, "Top"))
-    snap = document.read_snapshot(doc, None, True, 128)
+    snap = document.read_snapshot(doc, None, True)
     document.write_result(snap, engine_result(snap), "Dream: x")
     assert [n.name() for n in doc.nodes] == ["Background", "Top", "Dream: x"]
 
@@ -348,7 +350,7 @@ def test_visible_image_result_goes_on_top():
 def test_a_layer_in_another_colour_space_gets_a_result_layer_in_that_space():
     doc, layer = painted_doc()
     layer.setColorSpace("RGBA", "U16", "g10.icc")
-    snap = document.read_snapshot(doc, layer, False, 128)
+    snap = document.read_snapshot(doc, layer, False)
     new = document.write_result(snap, snap.pixels, "Dream: y")
     assert (new.colorDepth(), new.colorProfile()) == ("U16", "g10.icc")
 
@@ -356,7 +358,7 @@ def test_a_layer_in_another_colour_space_gets_a_result_layer_in_that_space():
 @pytest.mark.parametrize("change,word", [("resize", "resized"), ("delete", "deleted"), ("convert", "colour space")])
 def test_a_document_changed_while_dreaming_is_left_alone(change, word):
     doc, layer = painted_doc()
-    snap = document.read_snapshot(doc, layer, False, 128)
+    snap = document.read_snapshot(doc, layer, False)
     if change == "resize":
         doc.w += 1
     elif change == "delete":

@@ -74,6 +74,13 @@ def selection_box(mask: np.ndarray | None, height: int, width: int) -> Box:
     return Box(int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
 
 
+# Pixels of surroundings the network sees around a selection. Its gradient at a selected pixel comes mostly from
+# features within a few strides (Lite0's deepest default layer: stride 16), and the tiles' random shifts already
+# reflect up to 32 px at any border; 64 px keeps the dream at the selection's edge looking like the dream inside
+# (compared by eye against half a tile, 256 px) while a small selection no longer pays for a tile-sized frame.
+CONTEXT = 64
+
+
 def grow(box: Box, margin: int, height: int, width: int) -> Box:
     """The box plus a margin of context, clipped to the image."""
     return Box(max(0, box.y0 - margin), min(height, box.y1 + margin),

@@ -193,7 +193,7 @@ def dream(procedure: Gimp.Procedure, image: Gimp.Image, drawables: List[Gimp.Dra
     targets = core.targets_for(opts.preset, opts.targets)
     _, off_x, off_y = layer.get_offsets()
     plan = core.plan_region(layer.get_width(), layer.get_height(), off_x, off_y, selection_bounds(image),
-                            core.context_margin(opts.tile), f'the layer "{layer.get_name()}"')
+                            core.CONTEXT, f'the layer "{layer.get_name()}"')
     sample = core.sample_for_precision(image.get_precision().value_nick)
     fmt = core.pixel_format(image.get_base_type() == Gimp.ImageBaseType.GRAY, layer.has_alpha(), sample)
 

@@ -304,7 +304,7 @@ class LucidDreamDocker(DockWidget):
             settings = self.settings()
             doc = Krita.instance().activeDocument()
             node = doc.activeNode() if doc is not None else None
-            snap = read_snapshot(doc, node, bool(self.source_combo.currentData()), settings["tile"])
+            snap = read_snapshot(doc, node, bool(self.source_combo.currentData()))
             self._name = layer_name(choices, settings["seed"])
             self._cancel_requested = False
             self._snapshot = snap

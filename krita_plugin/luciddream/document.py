@@ -49,7 +49,7 @@ class Snapshot:
                        self.mask, targets, dict(settings))
 
 
-def read_snapshot(doc: Any, node: Any, visible: bool, tile: int) -> Snapshot:
+def read_snapshot(doc: Any, node: Any, visible: bool) -> Snapshot:
     """The pixels and soft mask to dream: the selection's bounds plus context, or the whole canvas."""
     if doc is None:
         raise DocumentError("Open an image first.")
@@ -74,7 +74,7 @@ def read_snapshot(doc: Any, node: Any, visible: bool, tile: int) -> Snapshot:
     if selection is not None:
         bounds = Rect(int(selection.x()), int(selection.y()), int(selection.width()), int(selection.height()))
     try:
-        rect = dream_rect(bounds, canvas, tile)
+        rect = dream_rect(bounds, canvas)
         mask = None
         if selection is not None:
             mask = bytes(selection.pixelData(rect.x, rect.y, rect.width, rect.height))

@@ -1,8 +1,8 @@
 """Which rectangle to send to the engine, and what the selection says about it. Pure Python, no Krita.
 
 The engine dreams inside the mask but looks at the pixels around it: a tile needs context, or the dream at the
-selection's edge is made up from nothing. So the rectangle sent is the selection's bounds grown by a margin of at
-least half a tile (the engine's own rule), clipped to the canvas; the mask is 0 in that margin.
+selection's edge is made up from nothing. So the rectangle sent is the selection's bounds grown by the engine's
+context margin, clipped to the canvas; the mask is 0 in that margin.
 """
 from __future__ import annotations
 
@@ -49,12 +49,11 @@ class Rect:
         return Rect(self.x - margin, self.y - margin, self.width + 2 * margin, self.height + 2 * margin)
 
 
-def context_margin(tile: int) -> int:
-    """Pixels of context around the selection: half the largest window the network sees, like the engine."""
-    return max(32, (int(tile) + 1) // 2)
+# Pixels of context around the selection: the engine's masks.CONTEXT (a test keeps the two equal).
+CONTEXT = 64
 
 
-def dream_rect(selection: Optional[Rect], canvas: Rect, tile: int) -> Rect:
+def dream_rect(selection: Optional[Rect], canvas: Rect) -> Rect:
     """The rectangle to read and dream: the whole canvas without a selection, else its bounds plus context."""
     if canvas.empty:
         raise RegionError("The image has no pixels to dream.")
@@ -66,7 +65,7 @@ def dream_rect(selection: Optional[Rect], canvas: Rect, tile: int) -> Rect:
     inside = selection.intersect(canvas)
     if inside.empty:
         raise RegionError("The selection lies outside the image: select an area on the canvas.")
-    return selection.grow(context_margin(tile)).intersect(canvas)
+    return selection.grow(CONTEXT).intersect(canvas)
 
 
 def check_mask(mask: Optional[Bytes], rect: Rect) -> None:

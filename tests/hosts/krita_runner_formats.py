@@ -92,7 +92,7 @@ def main(args):
             doc.setSelection(sel)
             doc.waitForDone()
             before = bytes(node.pixelData(0, 0, W, H))
-            snap = document.read_snapshot(doc, node, False, 64)
+            snap = document.read_snapshot(doc, node, False)
             whole = snap.rect == document.Rect(0, 0, W, H)
             round_trip = snap.pixels == picture
             new = document.write_result(snap, changed(snap.pixels, fmt, snap.mask), "Dream: test")
