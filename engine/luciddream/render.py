@@ -67,11 +67,17 @@ class Settings:
     }
 
     def check(self) -> "Settings":
+        for name in ("model", "device"):
+            if not isinstance(getattr(self, name), str):
+                raise DreamError(f"{name} must be a name such as {getattr(Settings, name)!r}, "
+                                 f"not {getattr(self, name)!r}.")
         for f in fields(self):
             value = getattr(self, f.name)
             rng = self._RANGES.get(f.name)
-            if rng is None or value is None:
+            if rng is None or (value is None and f.name == "seed"):
                 continue
+            if value is None:
+                raise DreamError(f"{f.name.replace('_', ' ')} needs a value (default {getattr(Settings, f.name)}).")
             if isinstance(value, bool) or not isinstance(value, (int, float)) or (
                     isinstance(rng[0], int) and not isinstance(value, int)):
                 kind = "a whole number" if isinstance(rng[0], int) else "a number"
@@ -105,7 +111,7 @@ def dream(image: np.ndarray, mask: np.ndarray | None = None, targets: str | Sequ
     if guide is not None:
         if not isinstance(guide, np.ndarray):
             raise DreamError(f"The guide must be an image array like the input, not {type(guide).__name__}.")
-        glayout = pixels.describe(guide)
+        glayout = pixels.describe(guide, min_side=1)  # a guide only lends its features: any size will do
         guide_rgb = pixels.network_rgb(pixels.color_region(
             guide, glayout, masks.Box(0, glayout.height, 0, glayout.width)))
     net = load_model(cfg.model, resolve_device(cfg.device), weights=weights)
@@ -120,7 +126,7 @@ def dream(image: np.ndarray, mask: np.ndarray | None = None, targets: str | Sequ
         m = masks.feather(m, cfg.feather)
 
     tile = window_size(cfg.tile, goal, net)
-    box = masks.grow(masks.selection_box(m, layout.height, layout.width), tile // 2, layout.height, layout.width)
+    box = masks.grow(masks.selection_box(m, layout.height, layout.width), masks.CONTEXT, layout.height, layout.width)
     rgb = pixels.network_rgb(pixels.color_region(image, layout, box))
     freedom = None if m is None else (m[box.slices] > 0).astype(np.float32)
     rng = np.random.default_rng(cfg.seed)
@@ -219,7 +225,7 @@ def gradient(img: torch.Tensor, free: torch.Tensor | None, net: DreamNet, target
     ref = net.spec.input_size ** 2
     # The jitter margin rides along: an image of exactly one tile stays one tile.
     for t in tiles.layout(padded.shape[2], padded.shape[3], tile + jit, overlap, rng, padded.device):
-        if free_p is not None and not bool(free_p[:, :, t.ys, t.xs].any()):
+        if free_p is not None and not bool((free_p[:, :, t.ys, t.xs] * t.weight).any()):
             continue
         _check(cancel)
         window = padded[:, :, t.ys, t.xs].detach().requires_grad_(True)
