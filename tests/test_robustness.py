@@ -429,7 +429,7 @@ def test_a_corrupt_weights_file_says_what_to_give(tmp_path, capsys, photo):
     (tmp_path / "weights.pth").write_bytes(b"PK\x03\x04 this is no state dict")
     code, err = cli(capsys, str(photo), "-o", str(tmp_path / "out.png"), "--weights", str(tmp_path / "weights.pth"),
                     *QUICK)
-    assert code == 2 and "cannot be loaded into lite0" in one_line_error(err) and "state dict" in err
+    assert code == 2 and "cannot be read as PyTorch weights" in one_line_error(err) and "state dict" in err
 
 
 def test_a_damaged_installed_model_says_how_to_reinstall(tmp_path, photo):

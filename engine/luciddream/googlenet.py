@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import DreamError
-from .models import DreamNet, ModelSpec, _fold
+from .models import DreamNet, ModelSpec, _fold, read_state_dict
 
 # torchvision's file: its name carries the first 8 hex digits of the SHA-256 below. The full digest is the one a
 # public project records for this very file (torchvision GoogLeNet_Weights.IMAGENET1K_V1); it agrees with that prefix.
@@ -210,19 +210,8 @@ def weights_file(url: str | None = None, sha256: str | None = None) -> Path:
 
 def load_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The state dict in `path`, without the auxiliary heads; a DreamError if it is not GoogLeNet's."""
-    p = Path(path)
-    if not p.is_file():
-        raise DreamError(f"The weights file {p} does not exist: give the path of googlenet-1378be20.pth.")
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise DreamError(f"The weights file {p} cannot be read as PyTorch weights ({type(exc).__name__}): "
-                         f"download googlenet-1378be20.pth again.") from exc
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise DreamError(f"The weights file {p} holds no state dict: use torchvision's googlenet-1378be20.pth.")
-    return {k.removeprefix("module."): v for k, v in state.items() if not k.split(".")[0] in ("aux1", "aux2")}
+    state = read_state_dict(path, "googlenet-1378be20.pth")
+    return {k: v for k, v in state.items() if k.split(".")[0] not in ("aux1", "aux2")}
 
 
 def build_body(weights: str | os.PathLike | None = None, fused: bool = True) -> GoogLeNetBody:

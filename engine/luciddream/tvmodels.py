@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import DreamError
-from .models import LOGITS, DreamNet, ModelSpec, _fold
+from .models import LOGITS, DreamNet, ModelSpec, _fold, read_state_dict
 
 NAMES = ("inception_v3", "vgg16", "vgg19", "resnet50")
 FLATTEN = "<flatten>"    # a step of a plan that is torch.flatten(x, 1), not a child module
@@ -168,19 +168,7 @@ def _pretrained(tv: ModuleType, name: str) -> nn.Module:
 
 def _from_file(tv: ModuleType, name: str, weights: str | os.PathLike) -> nn.Module:
     """torchvision's architecture with the weights in a file (a state dict, e.g. the file fetched by hand)."""
-    p = Path(weights)
-    if not p.is_file():
-        raise DreamError(f"The weights file {p} does not exist: give the path of torchvision's {name} file.")
-    try:
-        sd = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise DreamError(f"The weights file {p} cannot be read as PyTorch weights ({type(exc).__name__}): "
-                         f"download torchvision's {name} file again.") from exc
-    if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict):
-        raise DreamError(f"The weights file {p} holds no state dict: use torchvision's {name} file.")
-    sd = {str(k).removeprefix("module."): v for k, v in sd.items()}
+    sd = read_state_dict(weights, f"torchvision's {name} file")
     kwargs = dict(_ARCH[name])
     if name == "inception_v3":
         kwargs["aux_logits"] = any(k.startswith("AuxLogits.") for k in sd)
@@ -191,7 +179,7 @@ def _from_file(tv: ModuleType, name: str, weights: str | os.PathLike) -> nn.Modu
     wrong = [k for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
     if missing or extra or wrong:
         example = (missing or extra or wrong)[0]
-        raise DreamError(f"The weights file {p} is not torchvision's {name} ({len(missing)} missing, "
+        raise DreamError(f"The weights file {weights} is not torchvision's {name} ({len(missing)} missing, "
                          f"{len(extra)} unexpected, {len(wrong)} misshapen entries, e.g. {example}).")
     body.load_state_dict(sd, strict=False)
     return body
