@@ -104,6 +104,7 @@ def run_child(**cfg) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="skip the 4096² and 8192² runs")
+    ap.add_argument("--tiles", default="", help="also time a 1 MP default dream at these tile sizes, e.g. 256,1024")
     ap.add_argument("--child")
     args = ap.parse_args()
     if args.child:
@@ -121,7 +122,13 @@ def main() -> None:
     print(f"1 MP layer dream, {octs} octaves × {steps} steps (×1.3): naive {t_naive:.1f} s, luciddream "
           f"{t_ours:.1f} s, speed-up {t_naive / t_ours:.2f}×")
     t_default = timed(luciddream.dream, img, None, None, seed=1)
-    print(f"1 MP default dream (4 octaves ×1.4, 10 steps): {t_default:.1f} s")
+    t_again = timed(luciddream.dream, img, None, None, seed=2)
+    print(f"1 MP default dream (4 octaves ×1.4, 10 steps): {t_default:.1f} s; again in the same process "
+          f"(kernels for these shapes already compiled, as in a running worker): {t_again:.1f} s")
+    for size in (int(v) for v in args.tiles.split(",") if v.strip()):
+        first = timed(luciddream.dream, img, None, None, seed=1, tile=size)
+        again = timed(luciddream.dream, img, None, None, seed=2, tile=size)
+        print(f"  --tile {size}: {first:.1f} s, again {again:.1f} s")
 
     mp_steps = sum((1024 / 1.4 ** k) ** 2 for k in range(4)) / 1e6 * steps
     t_class = timed(luciddream.dream, img, None, "goldfish", seed=1)
