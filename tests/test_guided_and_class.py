@@ -57,21 +57,28 @@ def test_guide_flag_and_bad_guide(tmp_path):
 
 
 def test_class_dreams_survive_blur_so_they_are_not_adversarial_texture():
-    """Short default class dreams must raise the class for the judge on a σ=2 blurred view, not only on the exact
-    pixels. Adversarial texture scores on the plain view and collapses when blurred (blur ≪ plain); a dream that
-    does nothing leaves the blurred score where the photo had it. Measured here: goldfish blur 0.16 / plain 0.13,
-    ostrich 0.036 / 0.091; single-octave ascent (the regression) left both blurred scores at ≤0.003."""
+    """Short class dreams (the whole-selection method of classdream.py, 30 optimiser steps) must raise the class for
+    the judge on a σ=2 blurred view, not only on the exact pixels. Adversarial texture scores on the plain view and
+    collapses when blurred (blur ≪ plain); a dream that does nothing leaves the blurred score where the photo had it
+    (≤ 0.0001 here). Measured: goldfish blur 0.96 / plain 0.98; the old tiled logit ascent reached 0.16 / 0.13 with
+    more steps, single-octave ascent ≤ 0.003 blurred. A hybrid must put both classes in the judge's top 5 (measured:
+    ostrich rank 1, jellyfish rank 3)."""
     image = fixture_image("chelsea", (224, 150))
     box = (slice(20, 130), slice(30, 194))
     mask = np.zeros(image.shape[:2], np.float32)
     mask[box] = 1.0
     judge = load_model("lite2", "cpu")
-    blurred = []
-    for name in ("goldfish", "ostrich"):
-        out = luciddream.dream(image, mask, name, octaves=3, steps=6, seed=1)
+    out = luciddream.dream(image, mask, "goldfish", octaves=2, steps=5, seed=1)
+    index = find_class("goldfish")
+    before = quality.judge_class(judge, image[box], index)
+    after = quality.judge_class(judge, out[box], index)
+    assert after["blur"] > 0.3 and after["blur"] > 100 * before["blur"], (before, after)
+    assert after["blur"] >= 0.5 * after["plain"] and after["rank_robust"] == 0, after
+    assert np.array_equal(out[mask == 0], image[mask == 0])
+
+    hybrid = luciddream.dream(image, mask, "ostrich=1, jellyfish=1", octaves=2, steps=5, seed=1)
+    for name in ("ostrich", "jellyfish"):
         index = find_class(name)
         before = quality.judge_class(judge, image[box], index)
-        after = quality.judge_class(judge, out[box], index)
-        assert after["blur"] > 10 * before["blur"] and after["blur"] >= 0.25 * after["plain"], (name, before, after)
-        blurred.append(after["blur"])
-    assert np.mean(blurred) > 0.05, blurred
+        after = quality.judge_class(judge, hybrid[box], index)
+        assert after["rank_robust"] < 5 and after["blur"] > 10 * before["blur"], (name, before, after)

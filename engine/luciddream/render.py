@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import masks, octaves, pixels, tiles
+from . import classdream, masks, octaves, pixels, tiles
 from .filters import gaussian_blur
 from .errors import Cancelled, DreamError
 from .models import DEFAULT_MODEL, LOGITS, DreamNet, load_model, resolve_device
@@ -25,7 +25,8 @@ MIN_OCTAVE_SIDE = 32  # smaller octaves hold too little for the network to see a
 
 @dataclass(frozen=True)
 class ClassRecipe:
-    """How class targets are dreamed so the class shows to a person, not only to the network.
+    """How class targets mixed with layer targets or a guide are dreamed in the tiled loop (class targets alone go
+    to classdream.py, the whole-selection Lucid method).
 
     Plain logit ascent finds adversarial texture: pixel patterns that fool the network at exactly one position,
     scale and angle. Features that survive small random turns and zooms of every window (transformation
@@ -132,7 +133,11 @@ def dream(image: np.ndarray, mask: np.ndarray | None = None, targets: str | Sequ
     rng = np.random.default_rng(cfg.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(rng.integers(2 ** 31)))
-        result = dream_rgb(rgb, freedom, net, goal, cfg, tile, rng, progress, cancel, guided)
+        if classdream.applies(goal, guided):
+            result = classdream.dream_classes(rgb, freedom, net, goal, cfg.octaves, cfg.steps, cfg.step_size, rng,
+                                              progress, cancel)
+        else:
+            result = dream_rgb(rgb, freedom, net, goal, cfg, tile, rng, progress, cancel, guided)
     if cancel is not None and cancel.is_set():
         raise Cancelled()
     return pixels.merge(image, layout, box, result, m)
