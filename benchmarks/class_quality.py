@@ -107,15 +107,8 @@ def main() -> None:
                         for a in (outline(image, box), out)]
                 sheet_rows.append(np.concatenate([pair[0], np.full((h, 4, 3), 255, np.uint8), pair[1]], axis=1))
 
-    print("\nper class (median over photos): robust, top-5 share")
-    for name in classes:
-        mine = [r for r in rows if r[1] == name]
-        print(f"  {name:20s} robust {statistics.median(r[2]['robust'] for r in mine):.2f}  top-5 "
-              f"{sum(r[2]['rank_robust'] < 5 for r in mine)}/{len(mine)}")
-    print(f"median robust {statistics.median(r[2]['robust'] for r in rows):.3f}; median plain "
-          f"{statistics.median(r[2]['plain'] for r in rows):.3f}; median blur "
-          f"{statistics.median(r[2]['blur'] for r in rows):.3f}; seconds per dream: median "
-          f"{statistics.median(r[3] for r in rows):.1f}, max {max(r[3] for r in rows):.1f}")
+    if rows:
+        summary(rows, classes)
     if args.pairs:
         hybrids(judge, photos, args)
     if args.time512:
@@ -130,6 +123,18 @@ def main() -> None:
         padded = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in sheet_rows]
         Image.fromarray(np.concatenate(padded, axis=0)).save(args.out / "sheet.png")
         print(f"wrote {args.out}/sheet.png")
+
+
+def summary(rows: list, classes: list[str]) -> None:
+    print("\nper class (median over photos): robust, top-5 share")
+    for name in classes:
+        mine = [r for r in rows if r[1] == name]
+        print(f"  {name:20s} robust {statistics.median(r[2]['robust'] for r in mine):.2f}  top-5 "
+              f"{sum(r[2]['rank_robust'] < 5 for r in mine)}/{len(mine)}")
+    print(f"median robust {statistics.median(r[2]['robust'] for r in rows):.3f}; median plain "
+          f"{statistics.median(r[2]['plain'] for r in rows):.3f}; median blur "
+          f"{statistics.median(r[2]['blur'] for r in rows):.3f}; seconds per dream: median "
+          f"{statistics.median(r[3] for r in rows):.1f}, max {max(r[3] for r in rows):.1f}")
 
 
 def hybrids(judge: torch.nn.Module, photos: list[str], args: argparse.Namespace) -> None:
