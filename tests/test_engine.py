@@ -218,25 +218,3 @@ def test_fused_network_computes_what_the_plain_one_does():
         (va, ga), (vb, gb) = grads
         assert vb == pytest.approx(va, rel=1e-4)
         assert float((ga - gb).abs().max()) <= 1e-3 * float(ga.abs().max())
-
-
-def test_windows_batched_together_give_the_gradient_one_at_a_time_gives(monkeypatch):
-    """Stacking a step's equal-shaped windows into one network call must not change what each window contributes."""
-    from luciddream import render
-    from luciddream.objectives import needed_layers, parse_targets
-
-    net = load_model("lite0", "cpu")
-    img = torch.from_numpy(fixture_image("coffee", (420, 300)).astype(np.float32) / 255).permute(2, 0, 1)[None]
-    img = img.contiguous(memory_format=torch.channels_last)
-    goal = parse_targets("goldfish, layer:block6=0.5", net)
-    calls, grads = [], []
-    handle = net.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
-    try:
-        for area in (1.0, 4.0):
-            monkeypatch.setattr(render, "BATCH_AREA", area)
-            grads.append(render.gradient(img, None, net, goal, needed_layers(goal), 128, 16,
-                                         np.random.default_rng(5), None))
-    finally:
-        handle.remove()
-    assert max(calls) > 1 and min(calls) == 1  # the second run really batched
-    assert float((grads[0] - grads[1]).abs().max()) <= 1e-5 * float(grads[0].abs().max())

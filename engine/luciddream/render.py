@@ -21,7 +21,6 @@ Progress = Callable[[float, str], None]
 
 JITTER = 32          # the network's total stride: random offsets up to this hide its alignment grid
 MIN_OCTAVE_SIDE = 32  # smaller octaves hold too little for the network to see anything
-BATCH_AREA = 1.0      # windows per network call: as many as fit in this many tiles' area (memory grows with it)
 
 
 @dataclass(frozen=True)
@@ -230,28 +229,18 @@ def gradient(img: torch.Tensor, free: torch.Tensor | None, net: DreamNet, target
     grad = torch.zeros_like(padded)
     ref = net.spec.input_size ** 2
     # The jitter margin rides along: an image of exactly one tile stays one tile.
-    todo = [t for t in tiles.layout(padded.shape[2], padded.shape[3], tile + jit, overlap, rng, padded.device)
-            if free_p is None or bool((free_p[:, :, t.ys, t.xs] * t.weight).any())]
-    if not todo:
-        return grad[:, :, jy:jy + h, jx:jx + w]
-    wh, ww = todo[0].shape
-    per_batch = max(1, min(len(todo), int(BATCH_AREA * (tile + jit) ** 2) // (wh * ww)))
-    for i in range(0, len(todo), per_batch):
+    for t in tiles.layout(padded.shape[2], padded.shape[3], tile + jit, overlap, rng, padded.device):
+        if free_p is not None and not bool((free_p[:, :, t.ys, t.xs] * t.weight).any()):
+            continue
         _check(cancel)
-        group = todo[i:i + per_batch]
-        if len(group) == 1:  # a view, no copy
-            window = padded[:, :, group[0].ys, group[0].xs].detach()
-        else:  # all windows of a step have one shape, so they stack into one batch
-            window = torch.cat([padded[:, :, t.ys, t.xs] for t in group]).contiguous(
-                memory_format=torch.channels_last)
-        window.requires_grad_(True)
+        window = padded[:, :, t.ys, t.xs].detach().requires_grad_(True)
         with torch.enable_grad():
             seen = window
             if any(x.kind == "class" for x in targets):
                 seen = random_view(window, rng, CLASS_RECIPE)
             acts = net(seen, layers)
-            area = wh * ww
-            value = score(acts, targets, area, ref) if targets else None  # per window, summed over the batch
+            area = window.shape[2] * window.shape[3]
+            value = score(acts, targets, area, ref) if targets else None
             if CLASS_RECIPE.others > 0 and LOGITS in acts:
                 mass = sum(x.weight for x in targets if x.kind == "class")
                 value = value - CLASS_RECIPE.others * mass * acts[LOGITS].mean(dim=1).sum()
@@ -259,8 +248,7 @@ def gradient(img: torch.Tensor, free: torch.Tensor | None, net: DreamNet, target
                 pull = guide_score(acts, guide, area, ref)
                 value = pull if value is None else value + pull
             (g,) = torch.autograd.grad(value, window)
-        for k, t in enumerate(group):
-            grad[:, :, t.ys, t.xs].addcmul_(g[k:k + 1], t.weight)
+        grad[:, :, t.ys, t.xs].addcmul_(g, t.weight)
     return grad[:, :, jy:jy + h, jx:jx + w]
 
 
@@ -273,7 +261,6 @@ def random_view(window: torch.Tensor, rng: np.random.Generator, recipe: ClassRec
     zoom = float(rng.uniform(*recipe.scale))
     c, s_ = math.cos(angle) / zoom, math.sin(angle) / zoom
     theta = torch.tensor([[[c, -s_, 0.0], [s_, c, 0.0]]], dtype=window.dtype, device=window.device)
-    theta = theta.expand(window.shape[0], 2, 3)
     grid = F.affine_grid(theta, list(window.shape), align_corners=False)
     return F.grid_sample(window, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
