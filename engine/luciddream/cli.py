@@ -44,7 +44,7 @@ def _dream_args(sub: argparse._SubParsersAction) -> None:
                    "--target: at the first layer target's layer)")
     p.add_argument("--octaves", type=int, default=4, help="number of scales (default 4)")
     p.add_argument("--octave-scale", type=float, default=1.4, help="ratio between scales (default 1.4)")
-    p.add_argument("--steps", type=int, default=10, help="gradient steps per octave (default 10)")
+    p.add_argument("--steps", type=int, default=10, help="gradient steps per octave (default 10; class targets alone: 3 optimiser steps each)")
     p.add_argument("--step-size", type=float, default=1.5,
                    help="mean change per step in 8-bit levels (default 1.5)")
     p.add_argument("--tile", type=int, default=512, help="largest window the network sees, px (default 512)")
