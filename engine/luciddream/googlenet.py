@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import DreamError
-from .models import DreamNet, ModelSpec, _fold, read_state_dict
+from .models import DreamNet, ModelSpec, _fold, deepest_stage, load_matching, read_state_dict
 
 # torchvision's file: its name carries the first 8 hex digits of the SHA-256 below. The full digest is the one a
 # public project records for this very file (torchvision GoogLeNet_Weights.IMAGENET1K_V1); it agrees with that prefix.
@@ -106,11 +106,7 @@ def fuse(body: GoogLeNetBody) -> GoogLeNetBody:
 
 def run(body: GoogLeNetBody, x: torch.Tensor, layers: Collection[str]) -> dict[str, torch.Tensor]:
     """Activations of `layers` for x already scaled to [-1, 1]; stops after the deepest one asked for."""
-    wanted = set(layers)
-    unknown = wanted.difference(STAGES)
-    if unknown:
-        raise KeyError(f"unknown layers {sorted(unknown)}")
-    deepest = max(STAGES.index(name) for name in wanted)
+    wanted, deepest = deepest_stage(layers, STAGES)
     out: dict[str, torch.Tensor] = {}
     for name in STAGES[:deepest + 1]:
         if name == "logits":
@@ -221,14 +217,7 @@ def build_body(weights: str | os.PathLike | None = None, fused: bool = True) -> 
     body = GoogLeNetBody()
     own = body.state_dict()
     state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked") or k in own}
-    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
-    extra = [k for k in state if k not in own]
-    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or extra or wrong:
-        example = (missing or extra or wrong)[0]
-        raise DreamError(f"The weights file {path} is not torchvision's GoogLeNet ({len(missing)} missing, "
-                         f"{len(extra)} unexpected, {len(wrong)} misshapen entries, e.g. {example}).")
-    body.load_state_dict(state, strict=False)
+    load_matching(body, state, path, "torchvision's GoogLeNet")
     body.eval()
     return fuse(body) if fused else body
 

@@ -69,6 +69,15 @@ class DreamNet(nn.Module):
         raise NotImplementedError
 
 
+def deepest_stage(layers: Collection[str], stages: list[str]) -> tuple[set[str], int]:
+    """The requested layers as a set, and the index in `stages` of the deepest: the forward pass stops there."""
+    wanted = set(layers)
+    unknown = wanted.difference(stages)
+    if unknown:
+        raise KeyError(f"unknown layers {sorted(unknown)}")
+    return wanted, max(stages.index(name) for name in wanted)
+
+
 class LiteNet(DreamNet):
     """EfficientNet-Lite (ReLU6, no squeeze-excite): stem, blocks 0..N-1, head, logits."""
 
@@ -84,11 +93,7 @@ class LiteNet(DreamNet):
         return self._stages[:-1]
 
     def forward(self, x: torch.Tensor, layers: Collection[str]) -> dict[str, torch.Tensor]:
-        wanted = set(layers)
-        unknown = wanted.difference(self._stages)
-        if unknown:
-            raise KeyError(f"unknown layers {sorted(unknown)}")
-        deepest = max(self._stages.index(name) for name in wanted)
+        wanted, deepest = deepest_stage(layers, self._stages)
         net = self.net
         out: dict[str, torch.Tensor] = {}
         x = (x - self.mean) / self.std
@@ -128,6 +133,19 @@ def read_state_dict(path: str | os.PathLike, name: str) -> dict:
     if not isinstance(state, dict):
         raise DreamError(f"The weights file {p} holds no state dict: use {name}.")
     return {str(k).removeprefix("module."): v for k, v in state.items()}
+
+
+def load_matching(body: nn.Module, state: dict, path: str | os.PathLike, what: str) -> None:
+    """Load `state` into `body` when every entry fits, else a DreamError that says how far off the file is."""
+    own = body.state_dict()
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    extra = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or extra or wrong:
+        example = (missing or extra or wrong)[0]
+        raise DreamError(f"The weights file {path} is not {what} ({len(missing)} missing, {len(extra)} unexpected, "
+                         f"{len(wrong)} misshapen entries, e.g. {example}).")
+    body.load_state_dict(state, strict=False)
 
 
 def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:

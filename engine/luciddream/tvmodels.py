@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import DreamError
-from .models import LOGITS, DreamNet, ModelSpec, _fold, read_state_dict
+from .models import LOGITS, DreamNet, ModelSpec, _fold, deepest_stage, load_matching, read_state_dict
 
 NAMES = ("inception_v3", "vgg16", "vgg19", "resnet50")
 FLATTEN = "<flatten>"    # a step of a plan that is torch.flatten(x, 1), not a child module
@@ -173,15 +173,7 @@ def _from_file(tv: ModuleType, name: str, weights: str | os.PathLike) -> nn.Modu
     if name == "inception_v3":
         kwargs["aux_logits"] = any(k.startswith("AuxLogits.") for k in sd)
     body = getattr(tv.models, name)(weights=None, **kwargs)
-    own = body.state_dict()
-    missing = [k for k in own if k not in sd and not k.endswith("num_batches_tracked")]
-    extra = [k for k in sd if k not in own]
-    wrong = [k for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
-    if missing or extra or wrong:
-        example = (missing or extra or wrong)[0]
-        raise DreamError(f"The weights file {weights} is not torchvision's {name} ({len(missing)} missing, "
-                         f"{len(extra)} unexpected, {len(wrong)} misshapen entries, e.g. {example}).")
-    body.load_state_dict(sd, strict=False)
+    load_matching(body, sd, weights, f"torchvision's {name}")
     return body
 
 
@@ -275,11 +267,7 @@ class TorchvisionNet(DreamNet):
         return [name for name in self._order if name != LOGITS]
 
     def forward(self, x: torch.Tensor, layers: Collection[str]) -> dict[str, torch.Tensor]:
-        wanted = set(layers)
-        unknown = wanted.difference(self._order)
-        if unknown:
-            raise KeyError(f"unknown layers {sorted(unknown)}")
-        deepest = max(self._order.index(name) for name in wanted)
+        wanted, deepest = deepest_stage(layers, self._order)
         h, w = x.shape[-2:]
         if min(h, w) < self.min_side:
             dh, dw = max(0, self.min_side - h), max(0, self.min_side - w)
