@@ -10,8 +10,6 @@ Dreams are tiny (64×48 or so, one octave, one step) and engine processes run on
 from __future__ import annotations
 
 import contextlib
-import http.client
-import io
 import os
 import queue
 import resource
@@ -35,7 +33,7 @@ from luciddream import DreamError, files, pixels
 from luciddream import protocol as P
 from luciddream.cli import main
 
-from conftest import fixture_image
+from conftest import fixture_image, stop_process
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 QUICK = ["--octaves", "1", "--steps", "1", "--tile", "64", "-t", "layer:block3", "--seed", "1", "-q"]
@@ -583,13 +581,7 @@ def server():
     finally:
         with contextlib.suppress(OSError):
             os.kill(proc.pid, signal.SIGCONT)
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
+        stop_process(proc)
 
 
 def test_serve_flooded_with_connections_says_busy_then_recovers(server):

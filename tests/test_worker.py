@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import stop_process
 from luciddream import protocol as P
 from luciddream.worker import Worker
 
@@ -453,14 +454,7 @@ def server():
         url = line.split("listening on ")[1].split()[0]
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+        stop_process(proc)
 
 
 @pytest.fixture()
