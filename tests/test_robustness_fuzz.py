@@ -9,10 +9,8 @@ in step. benchmarks/fuzz.py runs the same properties for longer.
 from __future__ import annotations
 
 import io
-import json
 import os
 import queue
-import shutil
 import subprocess
 import sys
 import threading
