@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+import os
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ from luciddream import quality
 from luciddream.labels import find_class
 from luciddream.models import load_model
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = Path(os.environ.get("LUCIDDREAM_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
 CLASSES = ["goldfish", "great white shark", "stingray", "peacock", "tree frog", "ostrich", "jellyfish", "daisy",
            "monarch butterfly", "volcano"]
 PAIRS = [("ostrich", "jellyfish"), ("goldfish", "peacock"), ("daisy", "monarch butterfly"), ("volcano", "stingray"),

@@ -15,6 +15,7 @@ import resource
 import subprocess
 import sys
 import time
+import os
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from PIL import Image
 import luciddream
 from luciddream.models import load_model
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = Path(os.environ.get("LUCIDDREAM_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
 
 
 def photo(width: int, height: int) -> np.ndarray:

@@ -13,6 +13,7 @@ import argparse
 import sys
 import time
 from dataclasses import dataclass
+import os
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from PIL import Image, ImageDraw
 import luciddream
 
 HERE = Path(__file__).resolve().parent
-FIXTURES = HERE.parents[1] / "shared" / "fixtures"
+FIXTURES = Path(os.environ.get("LUCIDDREAM_FIXTURES", HERE.parents[1] / "shared" / "fixtures"))
 OUT = HERE / "gallery"
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import subprocess
+import os
 from pathlib import Path
 
 import numpy as np
@@ -8,14 +9,14 @@ import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+FIXTURES = Path(os.environ.get("LUCIDDREAM_FIXTURES", ROOT.parent / "shared" / "fixtures"))
 
 
 def fixture_image(name: str, size: tuple[int, int] | None = None) -> np.ndarray:
     """A shared test photo as uint8 RGB, optionally resized to (width, height)."""
     path = FIXTURES / f"{name}.png"
     if not path.exists():
-        pytest.fail(f"missing test photo {path}: the shared/ folder must sit beside the project")
+        pytest.fail(f"missing test photo {path}: put the shared/ folder beside the project or set LUCIDDREAM_FIXTURES")
     im = Image.open(path).convert("RGB")
     if size is not None:
         im = im.resize(size, Image.LANCZOS)
