@@ -187,6 +187,9 @@ def test_whole_image_grows_with_tiles_but_selection_cost_follows_the_selection()
     (dict(model="vgg99"), 'Unknown model "vgg99"'),
     (dict(strength=3), "Unknown setting strength"),
     (dict(steps=2.5), "steps must be a whole number"),
+    (dict(tile=None), "tile needs a value"),
+    (dict(model=None), "model must be a name"),
+    (dict(weights="/nonexistent/lite0.pth"), "does not exist"),
 ])
 def test_bad_settings_are_refused_in_one_sentence(cat, kwargs, words):
     with pytest.raises(DreamError, match=words):
@@ -218,3 +221,13 @@ def test_fused_network_computes_what_the_plain_one_does():
         (va, ga), (vb, gb) = grads
         assert vb == pytest.approx(va, rel=1e-4)
         assert float((ga - gb).abs().max()) <= 1e-3 * float(ga.abs().max())
+
+
+def test_a_guide_of_any_size_only_lends_its_features():
+    """The 32 px minimum is for the picture being dreamed, not for a guide."""
+    img = fixture_image("coffee", (64, 48))
+    tiny = fixture_image("chelsea", (4, 3))
+    out = luciddream.dream(img, None, guide=tiny, octaves=1, steps=1, seed=1)
+    assert out.shape == img.shape and out.dtype == img.dtype
+    with pytest.raises(DreamError, match="too small to dream"):
+        luciddream.dream(tiny, None, octaves=1, steps=1)
