@@ -37,25 +37,30 @@ class Tile:
         return self.ys.stop - self.ys.start, self.xs.stop - self.xs.start
 
 
+PLAY = 64  # how far (px) the cuts wander between steps, at most: two strides of the network's coarsest grid
+
+
 def overlap_for(tile: int) -> int:
-    """An eighth of the tile, even. The cuts move every step, so a narrow blend already hides the borders
-    (the seam test checks it) while the overlap costs only about (8/7)² ≈ 1.3× the bare image, not 1.8× as a
-    quarter would."""
-    return max(2, (tile // 8) // 2 * 2)
+    """32 px (an eighth of the tile for tiles under 256). What hides a border is that the cuts move every step; the
+    blend only has to cover the few pixels where a window's own edge bends its gradient, which is a fixed distance,
+    not a share of the tile. On a 1024² default dream, 32 px instead of an eighth of 512 cuts the network's work by
+    a tenth, and the seam score stays that of a one-window dream (1.38/1.34 vs 1.33/1.35, seeds 1/2)."""
+    return max(2, min(32, (tile // 8) // 2 * 2))
 
 
 def spans(length: int, tile: int, overlap: int, rng: np.random.Generator) -> list[Span]:
     """1-D windows covering [0, length): as few as fit in `tile`, all of one size W fixed by `length`.
 
     With n windows, the cuts are W - overlap apart and only their common offset is random; W is chosen so that
-    the offset can wander by at least `overlap` while every tile's blend stays inside its window. Edge windows
-    keep the full size and reach inwards; the pixels they see beyond their blend get weight zero.
+    the offset can wander by at least PLAY px (an eighth of small tiles) while every tile's blend stays inside
+    its window. Edge windows keep the full size and reach inwards; the pixels they see beyond their blend get
+    weight zero.
     """
     if length <= tile:
         return [Span(0, length, np.ones(length, np.float32))]
     overlap = min(overlap, tile // 2) // 2 * 2
     half = overlap // 2
-    play = max(overlap, 2)                                   # how far the cuts can wander between steps
+    play = max(overlap, min(PLAY, tile // 8), 2)             # how far the cuts can wander between steps
     n = max(2, math.ceil((length + play - overlap) / (tile - overlap)))
     size = min(tile, math.ceil((length + (n - 1) * overlap + play) / n))
     stride = size - overlap
