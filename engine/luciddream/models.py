@@ -89,6 +89,7 @@ class LiteNet(DreamNet):
         self.net = net
         self.spec = spec
         self.fused = fused
+        self._trunk: tuple[int, list] | None = None  # trunk.stages(net), and which weights it was made from
         self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1))
         self._stages = ["stem"] + [f"block{i}" for i in range(len(net._blocks))] + ["head", LOGITS]
@@ -104,7 +105,9 @@ class LiteNet(DreamNet):
         if self.fused and not net._conv_stem.weight.requires_grad:  # trunk.py computes no weight gradients
             from . import trunk
 
-            acts = trunk.run(x, trunk.stages(net)[:min(deepest + 1, head)])
+            if self._trunk is None or self._trunk[0] != net._conv_stem.weight.data_ptr():
+                self._trunk = (net._conv_stem.weight.data_ptr(), trunk.stages(net))
+            acts = trunk.run(x, self._trunk[1][:min(deepest + 1, head)])
         else:
             acts = [net._swish(net._bn0(net._conv_stem(x)))]
             for block in net._blocks[:min(deepest, head - 1)]:
