@@ -34,7 +34,7 @@ def test_defaults_match_the_engine_settings() -> None:
     s = core.engine_settings(core.Options())
     assert "seed" not in s   # -1: the engine picks a new seed
     engine = Settings(**s).check()
-    assert (engine.octaves, engine.steps, engine.step_size, engine.octave_scale, engine.tile) == (4, 10, 1.5, 1.4, 512)
+    assert (engine.octaves, engine.steps, engine.step_size, engine.octave_scale, engine.tile) == (4, 10, 1.5, 1.4, 640)
 
 
 def test_dialog_ranges_are_the_engine_ranges() -> None:

@@ -47,7 +47,7 @@ def _dream_args(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=10, help="gradient steps per octave (default 10; class targets alone: 3 optimiser steps each)")
     p.add_argument("--step-size", type=float, default=1.5,
                    help="mean change per step in 8-bit levels (default 1.5)")
-    p.add_argument("--tile", type=int, default=512, help="largest window the network sees, px (default 512)")
+    p.add_argument("--tile", type=int, default=640, help="largest window the network sees, px (default 640)")
     p.add_argument("--feather", type=float, default=0.0,
                    help="fade the dream in over this many px inside the mask's edge (default 0)")
     p.add_argument("--seed", type=int, help="repeatable result (default: random, printed)")

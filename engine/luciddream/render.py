@@ -57,7 +57,7 @@ class Settings:
     octave_scale: float = 1.4
     steps: int = 10               # gradient steps per octave
     step_size: float = 1.5        # mean change per step, in 8-bit levels (0–255)
-    tile: int = 512               # largest window the network sees at once (memory vs. speed)
+    tile: int = 640               # largest window the network sees at once (memory vs. speed)
     seed: Optional[int] = None    # same seed, same machine, same result
     device: str = "auto"          # auto | cpu | cuda | mps
     feather: float = 0.0          # fade the dream in over this many pixels inside the selection's edge

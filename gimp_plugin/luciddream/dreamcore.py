@@ -53,7 +53,7 @@ class Options:
     steps: int = 10
     strength: float = 1.5       # the engine's step_size: mean change per step in 8-bit levels
     detail_size: float = 1.4    # the engine's octave_scale: larger values grow larger dreamed shapes
-    tile: int = 512
+    tile: int = 640
     seed: int = RANDOM_SEED     # -1: a new random seed every run
     device: str = "auto"
     output: str = "new-layer"

@@ -19,7 +19,7 @@ from .targets import (LAYER_PRESETS, Choice, TargetError, class_choice, classes,
                       targets_text)
 
 DOCKER_ID = "luciddream_docker"
-TILES = (128, 192, 256, 384, 512, 768, 1024)
+TILES = (128, 192, 256, 384, 512, 640, 768, 1024)
 MODELS = ("lite0", "lite1", "lite2")
 SEED_MAX = 2 ** 31 - 1
 
@@ -159,7 +159,7 @@ class LucidDreamDocker(DockWidget):
         self.tile_combo = QtWidgets.QComboBox()
         for t in TILES:
             self.tile_combo.addItem(f"{t} px", t)
-        self.tile_combo.setCurrentIndex(TILES.index(512))
+        self.tile_combo.setCurrentIndex(TILES.index(640))
         self.tile_combo.setToolTip("Largest window the network sees at once: smaller uses less memory.")
         form.addRow("Detail size", self.tile_combo)
         self.feather_spin = _spin(0, 500, 0, "Fade the dream in over this many pixels inside the selection.")
