@@ -73,6 +73,35 @@ def flops_per_step(size: int, layer: str) -> float:
     return counter.get_total_flops()
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(all, steal) jiffies of this machine so far. Steal is time the host ran someone else on our virtual cores:
+    it inflates every wall-clock figure, so the run reports how much there was."""
+    try:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:9]]
+    except OSError:
+        return 0, 0
+    return sum(values), values[7] if len(values) > 7 else 0
+
+
+def steal_share(since: tuple[int, int]) -> float:
+    now = cpu_ticks()
+    return 100.0 * (now[1] - since[1]) / max(1, now[0] - since[0])
+
+
+def per_megapixel(net, size: int, reps: int = 3) -> float:
+    """Best-of seconds per megapixel for one forward+backward to block10 on a size² input."""
+    x = torch.rand(1, 3, size, size).contiguous(memory_format=torch.channels_last)
+    best = float("inf")
+    for _ in range(reps + 1):
+        xx = x.clone().requires_grad_(True)
+        t = time.perf_counter()
+        v = net(xx, ["block10"])["block10"].pow(2).mean()
+        torch.autograd.grad(v, xx)
+        best = min(best, time.perf_counter() - t)
+    return best / (size * size / 1e6)
+
+
 def timed(fn, *args, **kw) -> float:
     t = time.perf_counter()
     fn(*args, **kw)
@@ -90,8 +119,9 @@ def child(spec: str) -> None:
         o = (cfg["size"] - side) // 2
         mask[o:o + side, o:o + side] = 1
     t = time.perf_counter()
+    extra = {"tile": cfg["tile"]} if "tile" in cfg else {}
     luciddream.dream(img, mask, cfg.get("target", "layer:block10"), octaves=cfg.get("octaves", 4),
-                     steps=cfg.get("steps", 10), seed=1)
+                     steps=cfg.get("steps", 10), seed=1, **extra)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
     print(json.dumps({"seconds": time.perf_counter() - t, "peak_rss_gb": rss}))
 
@@ -111,6 +141,7 @@ def main() -> None:
     if args.child:
         child(args.child)
         return
+    start = cpu_ticks()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     peak = matmul_peak()
     print(f"fp32 matmul 2048²: {peak:.0f} GFLOP/s")
@@ -150,6 +181,14 @@ def main() -> None:
         print(f"512² forward+backward to {layer}: {flops / 1e9:.1f} GFLOP in {t:.3f} s = {flops / t / 1e9:.0f} "
               f"GFLOP/s ({100 * flops / t / 1e9 / peak:.0f}% of matmul peak)")
 
+    plain, fused = load_model("lite0", "cpu", fused=False), load_model("lite0", "cpu")
+    naive_net = per_megapixel(plain, 1024, reps=1)
+    ours = {size: per_megapixel(fused, size) for size in (352, 416, 544, 800)}
+    print(f"network alone, forward+backward to block10, s per megapixel: plain network on the whole 1024² image "
+          f"(as the naive loop) {naive_net:.3f}; fused network with the hand-written backward on windows of "
+          + ", ".join(f"{k}² {v:.3f}" for k, v in ours.items())
+          + f": at best {naive_net / min(ours.values()):.2f}× less, the most any tiling of the same work can gain")
+
     whole = run_child(size=2048, octaves=4, steps=5)
     part = run_child(size=2048, octaves=4, steps=5, selection=0.1)
     print(f"2048²: whole image {whole['seconds']:.1f} s; a 10% selection {part['seconds']:.1f} s "
@@ -158,6 +197,8 @@ def main() -> None:
         for size in (4096, 8192):
             r = run_child(size=size, octaves=4, steps=2)
             print(f"{size}² dream (4 octaves × 2 steps): {r['seconds']:.0f} s, peak RSS {r['peak_rss_gb']:.2f} GB")
+    print(f"CPU steal during this run: {steal_share(start):.0f}% (above a few percent, wall-clock figures are "
+          "inflated and ratios between them unreliable)")
 
 
 if __name__ == "__main__":
