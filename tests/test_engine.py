@@ -212,7 +212,10 @@ def test_fused_network_computes_what_the_plain_one_does():
     activations and input gradients, also when several layers pull at once (their gradients meet mid-network)."""
     plain, fused = load_model("lite0", "cpu", fused=False), load_model("lite0", "cpu", fused=True)
     x = torch.from_numpy(fixture_image("coffee", (160, 96)).astype(np.float32) / 255).permute(2, 0, 1)[None]
-    for layers in (["block4"], ["block10"], ["logits"], ["stem", "block3", "block10"], ["block1", "head"]):
+    odd = torch.from_numpy(fixture_image("chelsea", (131, 97)).astype(np.float32) / 255).permute(2, 0, 1)[None]
+    cases = [(x, ["block4"]), (x, ["block10"]), (x, ["logits"]), (x, ["stem", "block3", "block10"]),
+             (x, ["block1", "head"]), (odd, ["block12"])]  # odd sides: the strided convolutions' padding differs
+    for x, layers in cases:
         grads = []
         for net in (plain, fused):
             xx = x.clone().requires_grad_(True)
@@ -224,6 +227,7 @@ def test_fused_network_computes_what_the_plain_one_does():
         assert vb == pytest.approx(va, rel=1e-4), layers
         assert float((ga - gb).abs().max()) <= 1e-3 * float(ga.abs().max()), layers
     with torch.no_grad():  # without a gradient the fused trunk runs forward only, to the same values
+        x = odd
         assert torch.allclose(fused(x, ["block6"])["block6"], plain(x, ["block6"])["block6"], rtol=1e-3, atol=1e-4)
 
 
