@@ -283,12 +283,20 @@ def test_a_full_disk_leaves_the_old_output_and_no_partial_file(tmp_path, photo):
     assert listing(tmp_path) == before
 
 
+def interruptible() -> None:
+    """Give the child Ctrl-C's default disposition, as a shell gives a command it runs in the foreground. A test run
+    started in the background by a non-interactive shell inherits SIGINT ignored, and Python then never turns
+    SIGINT into KeyboardInterrupt (seen here: both Ctrl-C tests failed in such a run and passed in the foreground)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 def test_interrupting_a_dream_writes_nothing(tmp_path, photo, sig):
     out = tmp_path / "out.png"
     before = photo.read_bytes()
     proc = subprocess.Popen([sys.executable, "-m", "luciddream", "dream", str(photo), "-o", str(out), "--steps", "1000",
-                             "--octaves", "1", "--tile", "64", "-t", "layer:block3"], stderr=subprocess.PIPE, env=ENV)
+                             "--octaves", "1", "--tile", "64", "-t", "layer:block3"], stderr=subprocess.PIPE, env=ENV,
+                            preexec_fn=interruptible)
     try:
         seen = _wait_for(proc.stderr, b"step", 120)   # the progress bar shows: it is dreaming now
         proc.send_signal(getattr(signal, sig))
@@ -339,7 +347,7 @@ def test_ctrl_c_while_writing_leaves_a_whole_file(tmp_path):
     rng = np.random.default_rng(2)
     for delay in rng.uniform(0.05, 1.5, 3):
         proc = subprocess.Popen([sys.executable, "-c", WRITER, str(out)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=ENV)
+                                stderr=subprocess.PIPE, env=ENV, preexec_fn=interruptible)
         try:
             _wait_for(proc.stdout, b"ready", 60)
             time.sleep(delay)
