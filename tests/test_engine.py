@@ -144,8 +144,8 @@ def test_cancel_raises_and_leaves_input_untouched(cat):
     stop = threading.Event()
     seen = []
 
-    def progress(fraction, message):
-        seen.append(fraction)
+    def progress(p):
+        seen.append(p.fraction)
         stop.set()
 
     with pytest.raises(Cancelled):
@@ -156,10 +156,11 @@ def test_cancel_raises_and_leaves_input_untouched(cat):
 
 def test_progress_reaches_one(cat):
     seen = []
-    luciddream.dream(cat, None, "layer:block3", octaves=2, steps=2, progress=lambda f, m: seen.append((f, m)))
-    fractions = [f for f, _ in seen]
+    luciddream.dream(cat, None, "layer:block3", octaves=2, steps=2, progress=seen.append)
+    fractions = [p.fraction for p in seen]
     assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
-    assert "octave 2/2" in seen[-1][1]
+    assert (seen[-1].octave, seen[-1].octaves, seen[-1].step, seen[-1].steps) == (2, 2, 2, 2)
+    assert "octave 2/2" in seen[-1].message
 
 
 def test_whole_image_grows_with_tiles_but_selection_cost_follows_the_selection():

@@ -45,8 +45,9 @@ from .errors import Cancelled
 from .filters import gaussian_blur
 from .models import LOGITS, DreamNet, get_spec, load_model
 from .objectives import Target
+from .methods import Progress as Step
 
-Progress = Callable[[float, str], None]
+Progress = Callable[[Step], None]
 
 # Square root of ImageNet's colour covariance (the constant Lucid publishes): a unit change in the parameter space
 # moves colours along directions natural images vary in, so the dream does not start as rainbow noise.
@@ -191,7 +192,9 @@ def dream_classes(rgb: np.ndarray, freedom: Optional[np.ndarray], net: DreamNet,
         (-value).backward()
         opt.step()
         if progress is not None:
-            progress((step + 1) / total, f"step {step + 1}/{total}")
+            per_octave = max(1, total // max(1, octaves))
+            progress(Step((step + 1) / total, min(octaves, step // per_octave + 1), octaves,
+                          step % per_octave + 1, per_octave))
 
     with torch.no_grad():
         t = _resize(change(total), (h, w))

@@ -101,9 +101,9 @@ def _run_dream(args: argparse.Namespace) -> int:
     bar = tqdm(total=1000, file=sys.stderr, disable=args.quiet, delay=0.5, leave=False, unit="‰",
                bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")
 
-    def progress(fraction: float, message: str) -> None:
-        bar.set_description_str(message, refresh=False)
-        bar.update(max(0, round(fraction * 1000) - bar.n))
+    def progress(p) -> None:  # a luciddream.methods.Progress
+        bar.set_description_str(p.message, refresh=False)
+        bar.update(max(0, round(p.fraction * 1000) - bar.n))
 
     try:
         out = dream(image, mask, args.target, progress=progress, model=args.model, octaves=args.octaves,

@@ -12,12 +12,13 @@ import torch
 import torch.nn.functional as F
 
 from . import classdream, masks, octaves, pixels, tiles
+from .methods import Progress as Step
 from .filters import gaussian_blur
 from .errors import Cancelled, DreamError
 from .models import DEFAULT_MODEL, LOGITS, DreamNet, load_model, resolve_device
 from .objectives import Guide, Target, TargetSpec, guide_features, guide_score, needed_layers, parse_targets, score
 
-Progress = Callable[[float, str], None]
+Progress = Callable[[Step], None]
 
 JITTER = 32          # the network's total stride: random offsets up to this hide its alignment grid
 MIN_OCTAVE_SIDE = 32  # smaller octaves hold too little for the network to see anything
@@ -95,7 +96,7 @@ def dream(image: np.ndarray, mask: np.ndarray | None = None, targets: str | Sequ
 
     `targets`: "goldfish", "layer:block6", "goldfish=1, peacock=0.5" or a list of such (None: the classic look).
     `mask`: float in [0, 1] (or uint8 / uint16 / bool), same height and width; None dreams the whole image.
-    `progress(fraction, message)` is called after every step; setting `cancel` raises `Cancelled` within a step.
+    `progress(Progress)` is called after every step (fraction, octave, step); setting `cancel` raises `Cancelled` within a step.
     `guide`: a picture (array like `image`, any size) to dream toward: its features at the layer of the first layer
     target (else the model's classic layer) pull the dream; alone when no targets are given, added to them otherwise.
     `weights`: a weights file for the model instead of its own (GoogLeNet: a copy downloaded by hand).
@@ -198,7 +199,7 @@ def dream_rgb(rgb: np.ndarray, freedom: np.ndarray | None, net: DreamNet, target
                 del g
                 done += size[0] * size[1]
                 if progress is not None:
-                    progress(done / total, f"octave {k + 1}/{len(sizes)}, step {s + 1}/{cfg.steps}")
+                    progress(Step(done / total, k + 1, len(sizes), s + 1, cfg.steps))
         else:
             done += size[0] * size[1] * cfg.steps
         if k + 1 < len(sizes):

@@ -114,7 +114,7 @@ class Runner:
                 if job.cancel.is_set():
                     raise _cancelled()
                 pixels = run_job(job.req, job.payload, job.cancel,
-                                 lambda f, m: job.post(progress_header(job.req.id, f, m)))
+                                 lambda p: job.post(progress_header(job.req.id, p)))
                 r = job.req
                 job.post({"kind": P.RESULT, "id": r.id, "width": r.width, "height": r.height,
                           "channels": r.channels, "sample": r.sample}, pixels)

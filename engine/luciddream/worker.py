@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import threading
 import time
@@ -26,7 +25,6 @@ from typing import Any, BinaryIO, Callable, Dict, Optional, Sequence, Tuple
 from . import protocol as P
 
 _DTYPES = {"u8": "<u1", "u16": "<u2", "f32": "<f4"}
-_OCTAVE = re.compile(r"octave (\d+)/(\d+)")
 _TEXT_SETTINGS = ("model", "device")
 _PARENT_POLL_S = 0.2
 HEARTBEAT_S = 5.0   # a running job is never quiet for longer than this (announced in the hello reply)
@@ -95,7 +93,7 @@ def engine_info(limits: P.Limits, heartbeat: float = 0.0) -> Dict[str, Any]:
 
 
 def run_job(req: P.JobRequest, payload: Any, cancel: threading.Event,
-            progress: Callable[[float, str], None]) -> bytes:
+            progress: Callable[[Any], None]) -> bytes:
     """Turn the payload into arrays, dream, and return the new pixels in the request's layout."""
     import numpy as np
 
@@ -146,11 +144,13 @@ def failure(exc: BaseException) -> Tuple[str, str]:
                         f"its log has the details.")
 
 
-def progress_header(job_id: Any, fraction: float, message: str) -> Dict[str, Any]:
-    found = _OCTAVE.search(message)
-    octave, octaves = (int(found.group(1)), int(found.group(2))) if found else (None, None)
-    return {"kind": P.PROGRESS, "id": job_id, "fraction": round(float(fraction), 6), "octave": octave,
-            "octaves": octaves, "message": message}
+def progress_header(job_id: Any, progress: Any = None) -> Dict[str, Any]:
+    """A progress frame for a `luciddream.methods.Progress` (None: the job is being prepared)."""
+    if progress is None:
+        return {"kind": P.PROGRESS, "id": job_id, "fraction": 0.0, "octave": None, "octaves": None,
+                "message": "preparing"}
+    return {"kind": P.PROGRESS, "id": job_id, "fraction": round(float(progress.fraction), 6),
+            "octave": progress.octave, "octaves": progress.octaves, "message": progress.message}
 
 
 class Worker:
@@ -232,15 +232,15 @@ class Worker:
                                             f"or cancel it first.")
             return
         done = threading.Event()
-        self._news = progress_header(req.id, 0.0, "preparing")
+        self._news = progress_header(req.id)
         if self.heartbeat > 0:
             threading.Thread(target=self._beat, args=(done,), name=f"luciddream-beat-{req.id}", daemon=True).start()
         threading.Thread(target=self._run, args=(req, payload, cancel, done), name=f"luciddream-job-{req.id}",
                          daemon=True).start()
 
     def _run(self, req: P.JobRequest, payload: Any, cancel: threading.Event, done: threading.Event) -> None:
-        def progress(fraction: float, message: str) -> None:
-            header = progress_header(req.id, fraction, message)
+        def progress(p: Any) -> None:
+            header = progress_header(req.id, p)
             self._news = header
             self.send(header)
 
