@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 import luciddream
-from luciddream.models import load_model
+from luciddream.nets import load_model
 
 FIXTURES = Path(os.environ.get("LUCIDDREAM_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from luciddream import googlenet, models
+from luciddream.nets import googlenet, zoo
 from luciddream.errors import DreamError
 from luciddream.render import dream
 
@@ -95,8 +95,8 @@ def cache(tmp_path, monkeypatch, weights) -> Path:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv(googlenet.SHA_ENV, weights[1])
     yield tmp_path / "cache" / "luciddream"
-    for key in [k for k in models._cache if k[0] == "googlenet"]:
-        del models._cache[key]
+    for key in [k for k in zoo._cache if k[0] == "googlenet"]:
+        del zoo._cache[key]
 
 
 def test_names_match_torchvision_and_the_file_loads_with_aux_heads_skipped(weights):
@@ -125,7 +125,7 @@ def test_fused_network_computes_what_the_plain_one_does(weights):
 
 def test_first_use_downloads_once_into_the_cache_then_reuses_it(server, cache, monkeypatch):
     monkeypatch.setenv(googlenet.URL_ENV, server.url + "/good.pth")
-    net = models.load_model("googlenet", "cpu")
+    net = zoo.load_model("googlenet", "cpu")
     assert net.spec.default_layer == "inception4c"
     assert server.hits == ["/good.pth"]
     files = sorted(p.name for p in cache.iterdir())
@@ -141,7 +141,7 @@ def test_first_use_downloads_once_into_the_cache_then_reuses_it(server, cache, m
 def test_a_corrupt_or_truncated_download_is_refused_and_not_cached(server, cache, monkeypatch, path, words):
     monkeypatch.setenv(googlenet.URL_ENV, server.url + path)
     with pytest.raises(DreamError) as err:
-        models.load_model("googlenet", "cpu")
+        zoo.load_model("googlenet", "cpu")
     message = str(err.value)
     assert words in message and "not kept" in message and "--weights" in message
     assert message.count(". ") == 0 and "\n" not in message

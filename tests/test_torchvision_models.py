@@ -24,10 +24,11 @@ import pytest
 import torch
 from torch import nn
 
-from luciddream import models, tvmodels
+from luciddream.nets import torchvision as tvmodels
+from luciddream.nets import zoo
 from luciddream.cli import main
 from luciddream.errors import DreamError
-from luciddream.models import LOGITS
+from luciddream.nets import LOGITS
 from luciddream.render import dream
 
 ENGINE = Path(__file__).resolve().parents[1] / "engine"
@@ -85,14 +86,14 @@ def test_choosing_one_on_the_command_line_is_one_line(broken_torchvision, tmp_pa
 
 def test_choosing_one_from_python_is_a_dream_error(broken_torchvision):
     for name in TV:
-        assert not models.SPECS[name].available()
+        assert not zoo.SPECS[name].available()
         with pytest.raises(DreamError) as info:
-            models.load_model(name)
+            zoo.load_model(name)
         _one_sentence(str(info.value))
         assert f'"{name}" needs torchvision' in str(info.value) and "--model lite0" in str(info.value)
     with pytest.raises(DreamError, match="needs torchvision"):
         dream(np.zeros((40, 40, 3), np.uint8), model="resnet50", steps=1, octaves=1)
-    assert models.get_spec("lite0").name == "lite0"  # the others are untouched
+    assert zoo.get_spec("lite0").name == "lite0"  # the others are untouched
 
 
 def test_worker_does_not_offer_them(broken_torchvision):
@@ -110,7 +111,7 @@ def test_not_installed_says_what_to_install(monkeypatch):
     tvmodels.forget()
     try:
         with pytest.raises(DreamError) as info:
-            models.get_spec("vgg19")
+            zoo.get_spec("vgg19")
     finally:
         tvmodels.forget()
     _one_sentence(str(info.value))
@@ -239,11 +240,11 @@ class MiniInception(nn.Module):
 def _wrap(name: str, body: nn.Module, fused: bool) -> tvmodels.TorchvisionNet:
     import copy
 
-    return tvmodels.wrap(name, copy.deepcopy(body), models.SPECS[name], fused)
+    return tvmodels.wrap(name, copy.deepcopy(body), zoo.SPECS[name], fused)
 
 
 def _normalised(name: str, x: torch.Tensor) -> torch.Tensor:
-    spec = models.SPECS[name]
+    spec = zoo.SPECS[name]
     return (x - torch.tensor(spec.mean).view(1, 3, 1, 1)) / torch.tensor(spec.std).view(1, 3, 1, 1)
 
 
@@ -387,11 +388,11 @@ def stand_in(tmp_path, monkeypatch):
 
     torchvision.NET = MiniResNet
     tvmodels.forget()
-    models._cache.clear()
+    zoo._cache.clear()
     yield server, digest, tmp_path / "torch" / "hub" / "checkpoints", torchvision
     server.close()
     tvmodels.forget()
-    models._cache.clear()
+    zoo._cache.clear()
     sys.modules.pop("torchvision", None)
 
 
@@ -399,10 +400,10 @@ def test_unreachable_download_is_one_sentence_naming_the_cache_file(stand_in):
     server, digest, checkpoints, tv = stand_in
     with socket_closed() as port:
         tv.URL = f"http://127.0.0.1:{port}/resnet50-{digest[:8]}.pth"
-        assert models.SPECS["resnet50"].state() == (f"not downloaded yet (it will go to "
-                                                    f"{checkpoints / f'resnet50-{digest[:8]}.pth'})")
+        assert zoo.SPECS["resnet50"].state() == (f"not downloaded yet (it will go to "
+                                                 f"{checkpoints / f'resnet50-{digest[:8]}.pth'})")
         with pytest.raises(DreamError) as info:
-            models.load_model("resnet50")
+            zoo.load_model("resnet50")
     text = str(info.value)
     _one_sentence(text)
     assert "could not be downloaded" in text and "connect to the internet" in text
@@ -413,14 +414,14 @@ def test_damaged_download_is_refused_and_not_kept_then_a_good_one_dreams(stand_i
     server, digest, checkpoints, tv = stand_in
     tv.URL = f"{server.url}/resnet50-{'0' * 8}.pth"  # the hash prefix in the file's name does not match
     with pytest.raises(DreamError) as info:
-        models.load_model("resnet50")
+        zoo.load_model("resnet50")
     _one_sentence(str(info.value))
     assert "damaged or not the expected one" in str(info.value)
     assert not list(checkpoints.glob("*.pth"))
     tv.URL = f"{server.url}/resnet50-{digest[:8]}.pth"
-    net = models.load_model("resnet50")
+    net = zoo.load_model("resnet50")
     assert isinstance(net, tvmodels.TorchvisionNet) and net.layer_names()[-1] == "layer4"
-    assert models.SPECS["resnet50"].state().startswith("downloaded to ")
+    assert zoo.SPECS["resnet50"].state().startswith("downloaded to ")
     image = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
     out = dream(image, None, "layer:layer2", model="resnet50", octaves=1, steps=2, seed=3)
     assert out.shape == image.shape and np.abs(out.astype(int) - image).max() > 0

@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "dream": "render", "Settings": "render", "Cancelled": "errors", "DreamError": "errors", "Target": "objectives",
     "parse_targets": "objectives", "class_names": "labels", "find_class": "labels", "search_classes": "labels",
-    "load_model": "models", "SPECS": "models", "DEFAULT_MODEL": "models",
+    "load_model": "nets", "SPECS": "nets", "DEFAULT_MODEL": "nets",
 }
 __all__ = list(_EXPORTS)
 

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import DreamError
-from .models import DreamNet, ModelSpec, _fold, deepest_stage, load_matching, read_state_dict
+from ..errors import DreamError
+from .base import DreamNet, ModelSpec, always_available, deepest_stage, fold_batch_norm, load_matching, read_state_dict
 
 # torchvision's file: its name carries the first 8 hex digits of the SHA-256 below. The full digest is the one a
 # public project records for this very file (torchvision GoogLeNet_Weights.IMAGENET1K_V1); it agrees with that prefix.
@@ -99,7 +99,7 @@ def fuse(body: GoogLeNetBody) -> GoogLeNetBody:
     with torch.no_grad():
         for module in body.modules():
             if isinstance(module, BasicConv2d) and isinstance(module.bn, nn.BatchNorm2d):
-                _fold(module.conv, module.bn)
+                fold_batch_norm(module.conv, module.bn)
                 module.bn = nn.Identity()
     return body
 
@@ -222,7 +222,6 @@ def build_body(weights: str | os.PathLike | None = None, fused: bool = True) -> 
     return fuse(body) if fused else body
 
 
-
 class GoogLeNet(DreamNet):
     """GoogLeNet as a DreamNet: RGB in [0, 1] in, torchvision's `transform_input` scaling, named stages out.
 
@@ -246,6 +245,17 @@ class GoogLeNet(DreamNet):
 
 def build(fused: bool = True, weights: str | os.PathLike | None = None) -> GoogLeNet:
     """The `googlenet` entry of the model zoo."""
-    from .models import SPECS
-
     return GoogLeNet(build_body(weights, fused), SPECS["googlenet"])
+
+
+def _describe(spec: ModelSpec) -> str:
+    path = cached_path()
+    return f"downloaded to {path}" if path.exists() else f"not downloaded yet (it will go to {path})"
+
+
+# torchvision's pretrained GoogLeNet feeds (x - 0.5) / 0.5 to the network (its transform_input).
+SPECS: dict[str, ModelSpec] = {"googlenet": ModelSpec(
+    "googlenet", "GoogLeNet / Inception v1 (ImageNet-1k, 6.6M parameters), the classic DeepDream network", 224,
+    (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "inception4c",
+    "torchvision's googlenet-1378be20.pth, downloaded on first use (about 50 MB, SHA-256 checked) or given with "
+    "--weights PATH", "", build, check=always_available, describe=_describe)}

@@ -5,10 +5,8 @@ per layer, the weights and which outputs were clipped, nothing else. PyTorch's a
 every convolution's input and every activation's input (two full tensors per layer) and runs a generic backward.
 Here the forward keeps one tensor per ReLU6 layer (its output, which says where it was clipped) and the backward
 runs `convolution_backward` for the input alone.
-
-Measured on 2 cores (docs/performance.md): 1.07–1.29× faster per window than autograd on the same fused network,
-and a process dreaming one 544² window peaks at 425 MB instead of 588 MB (1056²: 810 instead of 1361 MB), which is
-what let the default tile grow to 640.
+That is faster per window than autograd and needs far less memory, which is what let the default tile grow
+(figures: docs/performance.md).
 """
 from __future__ import annotations
 
@@ -55,7 +53,7 @@ def _conv(conv: nn.Conv2d, relu6: bool, residual: bool = False) -> Conv:
 
 def stages(net: nn.Module) -> list[list[Conv]]:
     """The stem and each block of a fused EfficientNet-Lite as lists of convolutions (batch norms already folded
-    into them, see models.fuse_lite). A block's first convolution reads the block's input; a residual adds it back
+    into them, see lite.fuse). A block's first convolution reads the block's input; a residual adds it back
     under the same condition the reference implementation uses."""
     out = [[_conv(net._conv_stem, relu6=True)]]
     for block in net._blocks:
@@ -148,8 +146,7 @@ def run(x: torch.Tensor, stages_: Sequence[list[Conv]],
         memory_format: torch.memory_format = torch.channels_last) -> list[torch.Tensor]:
     """Each stage's output for input `x`; differentiable in `x` through the hand-written backward when `x`
     needs a gradient, a plain forward otherwise. `memory_format` is the weights' layout: every tensor of the
-    pass is kept in it, since a convolution handed mixed layouts copies its operands first (measured: a third of
-    the step's time went to such copies)."""
+    pass is kept in it, since a convolution handed mixed layouts copies its operands first (docs/performance.md)."""
     x = x.contiguous(memory_format=memory_format)
     if torch.is_grad_enabled() and x.requires_grad:
         return list(_Trunk.apply(x, stages_, memory_format))

@@ -17,23 +17,23 @@ Caffe VGG; the pool before a block runs at the start of its first layer); resnet
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
 import warnings
 from pathlib import Path
 from types import ModuleType
-from typing import Collection, Sequence
+from typing import Collection
 from urllib.parse import urlparse
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import DreamError
-from .models import LOGITS, DreamNet, ModelSpec, _fold, deepest_stage, load_matching, read_state_dict
+from ..errors import DreamError
+from .base import LOGITS, DreamNet, ModelSpec, deepest_stage, fold_batch_norm, load_matching, read_state_dict
 
-NAMES = ("inception_v3", "vgg16", "vgg19", "resnet50")
 FLATTEN = "<flatten>"    # a step of a plan that is torch.flatten(x, 1), not a child module
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -80,6 +80,7 @@ def check() -> str | None:
             try:
                 with warnings.catch_warnings():  # e.g. its image-decoding extension: not needed here
                     warnings.simplefilter("ignore")
+                    # absolute: the real top-level package, not this module of the same name
                     import torchvision as module  # noqa: F811
                 problem = None
                 if not hasattr(module.models, "get_model_weights"):
@@ -103,22 +104,11 @@ def forget() -> None:
 
 
 def require(name: str) -> ModuleType:
+    """The torchvision module; the zoo checks first (with a better sentence), so this is a last guard."""
     problem = check()
     if problem is not None or _module is None:
-        raise DreamError(unavailable(name))
+        raise DreamError(f'Model "{name}" needs torchvision, but {problem}.')
     return _module
-
-
-def unavailable(name: str) -> str:
-    """The one sentence for choosing `name` where torchvision does not import."""
-    from .models import DEFAULT_MODEL
-
-    return f'Model "{name}" needs torchvision, but {check()}; or use --model {DEFAULT_MODEL}.'
-
-
-def note(names: Sequence[str]) -> str:
-    """One line for `luciddream models` about the torchvision models that cannot be used here."""
-    return f"{', '.join(names)}: not available, {check()}."
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -133,12 +123,12 @@ def hub_file(url: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
 
 
-def state(name: str) -> str:
+def _describe(spec: ModelSpec) -> str:
     """The phrase for `luciddream models`: downloaded, where it will go, or why it cannot be used."""
     problem = check()
     if problem is not None or _module is None:
         return f"not available: {problem}"
-    path = hub_file(weights_url(_module, name))
+    path = hub_file(weights_url(_module, spec.name))
     return f"downloaded to {path}" if path.exists() else f"not downloaded yet (it will go to {path})"
 
 
@@ -240,7 +230,7 @@ def fuse(body: nn.Module) -> nn.Module:
                     bname = "bn" + cname[4:] if cname.startswith("conv") else ""
                 bn = kids.get(bname)
                 if isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats and bn.running_var is not None:
-                    _fold(conv, bn)
+                    fold_batch_norm(conv, bn)
                     setattr(owner, bname, nn.Identity())
     return body
 
@@ -295,8 +285,32 @@ def wrap(name: str, body: nn.Module, spec: ModelSpec, fused: bool = True) -> Tor
 
 def build(name: str, fused: bool = True, weights: str | os.PathLike | None = None) -> TorchvisionNet:
     """The zoo entry `name`: torchvision's network with its ImageNet weights (downloaded once) or `weights`."""
-    from .models import SPECS
-
     tv = require(name)
     body = _pretrained(tv, name) if weights is None else _from_file(tv, name, weights)
     return wrap(name, body, SPECS[name], fused)
+
+
+def _check(spec: ModelSpec) -> str | None:
+    return check()
+
+
+def _spec(name: str, title: str, input_size: int, mean: tuple[float, float, float], std: tuple[float, float, float],
+          default_layer: str, size: str) -> ModelSpec:
+    return ModelSpec(name, title, input_size, mean, std, default_layer,
+                     f"torchvision's default ImageNet file ({size}), downloaded by torchvision on first use into "
+                     f"torch's hub cache, or given with --weights PATH", "torchvision",
+                     functools.partial(build, name), check=_check, describe=_describe)
+
+
+_IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+SPECS: dict[str, ModelSpec] = {spec.name: spec for spec in (
+    # torchvision's pretrained Inception v3 (ported from TensorFlow) sees (x - 0.5) / 0.5, as GoogLeNet does.
+    _spec("inception_v3", "Inception v3 (ImageNet-1k, 27M parameters), torchvision", 299, (0.5, 0.5, 0.5),
+          (0.5, 0.5, 0.5), "Mixed_6c", "about 104 MB"),
+    _spec("vgg16", "VGG-16 (ImageNet-1k, 138M parameters), torchvision", 224, _IMAGENET_MEAN, _IMAGENET_STD,
+          "conv4_3", "about 528 MB"),
+    _spec("vgg19", "VGG-19 (ImageNet-1k, 144M parameters), torchvision", 224, _IMAGENET_MEAN, _IMAGENET_STD,
+          "conv4_4", "about 548 MB"),
+    _spec("resnet50", "ResNet-50 (ImageNet-1k, 26M parameters), torchvision", 224, _IMAGENET_MEAN, _IMAGENET_STD,
+          "layer3", "about 98 MB"),
+)}
