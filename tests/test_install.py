@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+PROTOCOL = ROOT / "engine" / "luciddream" / "protocol"
 VENV = Path(sys.prefix)  # the environment running the tests already holds the engine
 
 
@@ -23,6 +24,13 @@ def install(home: Path, *args: str) -> subprocess.CompletedProcess:
 def snapshot(home: Path) -> dict[str, bytes]:
     return {str(p.relative_to(home)): (p.read_bytes() if p.is_file() else b"<dir>")
             for p in sorted(home.rglob("*"))}
+
+
+def same_protocol(copy: Path) -> bool:
+    """The folder holds exactly the protocol package's source files, byte for byte."""
+    files = sorted(p.name for p in PROTOCOL.glob("*.py"))
+    return sorted(p.name for p in copy.iterdir()) == files and all(
+        (copy / name).read_bytes() == (PROTOCOL / name).read_bytes() for name in files)
 
 
 LAYOUTS = {
@@ -46,12 +54,12 @@ def test_install_twice_then_uninstall_exactly(tmp_path, layout):
     assert r.returncode == 0, r.stderr
     plugin = tmp_path / gimp / "plug-ins" / "luciddream"
     assert os.access(plugin / "luciddream.py", os.X_OK)
-    assert (plugin / "protocol.py").read_bytes() == (ROOT / "engine/luciddream/protocol.py").read_bytes()
+    assert same_protocol(plugin / "protocol") and not (plugin / "protocol.py").exists()
     assert json.loads((plugin / "engine.json").read_text())["python"] == str(VENV / "bin" / "python")
     pykrita = tmp_path / krita / "pykrita"
     assert (pykrita / "luciddream.desktop").is_file()
     assert (pykrita / "luciddream" / "__init__.py").is_file()
-    assert (pykrita / "luciddream" / "protocol.py").is_file()
+    assert same_protocol(pykrita / "luciddream" / "protocol")
     rc = (tmp_path / kritarc).read_text()
     assert "enable_luciddream=true" in rc and "enable_other=true" in rc and "foo=1" in rc
 
@@ -89,3 +97,26 @@ def test_engine_already_installed_is_left_alone(tmp_path):
     r = install(tmp_path, "--only", "engine")
     assert r.returncode == 0, r.stderr
     assert "engine: up to date" in r.stdout and "nothing to do" in r.stdout
+
+
+def test_protocol_py_of_an_older_install_is_replaced_by_the_folder(tmp_path):
+    """An older install put a single protocol.py beside each plug-in and listed it in its manifest: installing
+    now removes it (the package folder replaces it), and uninstalling still leaves the home as it was."""
+    (tmp_path / ".config/GIMP/3.0").mkdir(parents=True)
+    before = snapshot(tmp_path)
+    assert install(tmp_path, "--only", "gimp").returncode == 0
+    plugin = tmp_path / ".config/GIMP/3.0/plug-ins/luciddream"
+    stale = plugin / "protocol.py"
+    stale.write_text('"""luciddream\'s wire protocol and its client, in one file."""\n')
+    manifest_path = tmp_path / ".local/share/luciddream/install.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"][str(stale)] = "sha256 of the old file"
+    manifest_path.write_text(json.dumps(manifest))
+
+    r = install(tmp_path, "--only", "gimp")
+    assert r.returncode == 0, r.stderr
+    assert f"remove {stale}" in r.stdout and not stale.exists()
+    assert same_protocol(plugin / "protocol")
+    assert str(stale) not in json.loads(manifest_path.read_text())["files"]
+    assert install(tmp_path, "--uninstall").returncode == 0
+    assert snapshot(tmp_path) == before

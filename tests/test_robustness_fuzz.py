@@ -60,7 +60,8 @@ TARGETS = st.one_of(st.sampled_from(["goldfish", "layer:block3", "layer:block3:1
                                      "peacock=0.5, layer:block2=-1", "layer:block3:99999", "class:", ":", "\0"]),
                     TEXT)
 FLAGS = {"--octaves": NUMBERS, "--octave-scale": NUMBERS, "--steps": NUMBERS.filter(lambda v: not _slow_steps(v)),
-         "--step-size": NUMBERS, "--tile": NUMBERS, "--feather": NUMBERS, "--seed": NUMBERS, "--max-pixels": NUMBERS, "-t": TARGETS,
+         "--step-size": NUMBERS, "--tile": NUMBERS, "--feather": NUMBERS, "--seed": NUMBERS, "--max-pixels": NUMBERS,
+         "-t": TARGETS,
          "--model": st.sampled_from(["lite0", "LITE0", "vgg", "", "lite0 "]),
          "--device": st.sampled_from(["cpu", "auto", "cuda", "gpu", ""])}
 PATHS = ["in.png", "mask.png", "small-mask.png", "missing.png", "folder", "notes.txt", "out.png", "out.jpg",

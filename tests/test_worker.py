@@ -1,5 +1,6 @@
 """The engine as a separate process: `luciddream worker` on pipes and `luciddream serve` over HTTP, driven through
-protocol.py exactly as the plug-ins drive it. Real subprocesses and sockets throughout; every wait has a timeout.
+the protocol package exactly as the plug-ins drive it. Real subprocesses and sockets throughout; every wait has a
+timeout.
 
 Jobs are tiny (64×48, one octave, two steps) and the engine processes run with one thread each, so this file stays
 well under two minutes on two cores.
@@ -31,7 +32,8 @@ from luciddream import protocol as P
 from luciddream.worker import Worker
 
 ROOT = Path(__file__).resolve().parents[1]
-PROTOCOL_DIR = ROOT / "engine" / "luciddream"
+PROTOCOL_DIR = ROOT / "engine" / "luciddream"        # on sys.path, `import protocol` finds the package as a host does
+PROTOCOL_FILES = sorted((PROTOCOL_DIR / "protocol").glob("*.py"))
 W, H = 64, 48
 FAST = {"steps": 2, "octaves": 1, "tile": 128, "seed": 3}
 SLOW = {"steps": 1000, "octaves": 1, "tile": 64, "seed": 3}  # minutes of work: only ever cancelled
@@ -584,9 +586,9 @@ def test_unreachable_server_is_one_sentence():
 # ------------------------------------------------------------------------------------------- host Pythons
 
 def _pythons() -> dict[str, str]:
-    """The oldest and newest Python 3 the plug-ins may run under (3.8 … 3.13) that exist on this machine."""
+    """The oldest and newest Python 3 the plug-ins may run under (3.8 … 3.14) that exist on this machine."""
     found = {}
-    for minor in range(8, 14):
+    for minor in range(8, 15):
         name = f"3.{minor}"
         candidates = sorted(Path("/root/.pyenv/versions").glob(f"{name}.*/bin/python3")) + [
             Path(p) for p in [shutil.which(f"python{name}")] if p]
@@ -628,10 +630,10 @@ def _by_age(versions) -> list[str]:
 HOST_PYTHONS = sorted({_by_age(PYTHONS)[0], _by_age(PYTHONS)[-1]}) if PYTHONS else []
 
 
-@pytest.mark.skipif(not HOST_PYTHONS, reason="no Python 3.8–3.13 interpreter found")
+@pytest.mark.skipif(not HOST_PYTHONS, reason="no Python 3.8–3.14 interpreter found")
 @pytest.mark.parametrize("version", HOST_PYTHONS or ["none"])
 def test_client_under_oldest_and_newest_python(server, tmp_path, version):
-    """The copied protocol.py, under a host-like Python without numpy: HTTP for both, and pipes for the oldest."""
+    """The copied protocol package, under a host-like Python without numpy: HTTP for both, pipes for the oldest."""
     script = tmp_path / "host.py"
     script.write_text(HOST_SCRIPT)
     runs = [[server, TOKEN]] + ([["spawn", sys.executable]] if version == _by_age(PYTHONS)[0] else [])
@@ -642,18 +644,32 @@ def test_client_under_oldest_and_newest_python(server, tmp_path, version):
         assert r.stdout.split() == ["ok", "1.0", "True", "True"], (version, args[0], r.stdout, r.stderr)
 
 
-def test_protocol_module_compiles_everywhere_and_uses_only_the_stdlib():
-    source = (PROTOCOL_DIR / "protocol.py").read_text()
-    assert "luciddream" not in "".join(line for line in source.splitlines() if line.startswith(("import", "from")))
-    for version, exe in sorted(PYTHONS.items()):
-        r = subprocess.run([exe, "-I", "-c", "import ast, sys; ast.parse(open(sys.argv[1]).read()); "
-                            "sys.path.insert(0, sys.argv[2]); import protocol", str(PROTOCOL_DIR / "protocol.py"),
-                            str(PROTOCOL_DIR)], capture_output=True, text=True, timeout=60)
-        assert r.returncode == 0, (version, r.stderr)
-    if hasattr(sys, "stdlib_module_names"):
-        import ast
+def test_protocol_package_compiles_everywhere_and_uses_only_the_stdlib():
+    """Hosts copy the folder beside their plug-in and import it as `protocol` (GIMP) or `luciddream.protocol`
+    (Krita): every file must parse as Python 3.8, import nothing but the standard library and, relatively, itself."""
+    import ast
 
-        tree = ast.parse(source)
-        names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-        names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
-        assert names <= set(sys.stdlib_module_names) | {"__future__"}, names
+    own = {path.stem for path in PROTOCOL_FILES}
+    assert {"__init__", "framing", "messages", "client"} <= own
+    for path in PROTOCOL_FILES:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path), feature_version=(3, 8))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                assert node.level == 1 and (node.module or "").split(".")[0] in own | {""}, (path.name, node.module)
+                if not node.module:
+                    assert {a.name for a in node.names} <= own, (path.name, [a.name for a in node.names])
+                continue
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                top = name.split(".")[0]
+                assert top != "luciddream", (path.name, name)
+                if hasattr(sys, "stdlib_module_names"):
+                    assert top in set(sys.stdlib_module_names) | {"__future__"}, (path.name, name)
+    for version, exe in sorted(PYTHONS.items()):
+        check = ("import ast, sys; [ast.parse(open(f, encoding='utf-8').read()) for f in sys.argv[2:]]; "
+                 "sys.path.insert(0, sys.argv[1]); import protocol; "
+                 "assert not [m for m in sys.modules if m.startswith('luciddream')]")
+        r = subprocess.run([exe, "-I", "-c", check, str(PROTOCOL_DIR), *map(str, PROTOCOL_FILES)],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, (version, r.stderr)

@@ -31,6 +31,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 
+from . import jobs
 from . import protocol as P
 
 CONTENT_TYPE = "application/x-luciddream"
@@ -61,7 +62,7 @@ class ServerJob:
         self.post({"kind": P.QUEUED, "id": self.req.id, "job": self.name, "position": position})
 
     def fail(self, code: str, message: str) -> None:
-        self.post({"kind": P.ERROR, "id": self.req.id, "code": code, "message": message})
+        self.post(jobs.error_header(self.req.id, code, message))
 
 
 class Runner:
@@ -101,8 +102,6 @@ class Runner:
             waiting.queued(i + ahead)
 
     def _loop(self) -> None:
-        from .worker import failure, progress_header, run_job
-
         while True:
             with self._cond:
                 while not self._waiting:
@@ -110,30 +109,13 @@ class Runner:
                 job = self._running = self._waiting.popleft()
                 self._renumber()
             start = time.monotonic()
-            try:
-                if job.cancel.is_set():
-                    raise _cancelled()
-                pixels = run_job(job.req, job.payload, job.cancel,
-                                 lambda p: job.post(progress_header(job.req.id, p)))
-                r = job.req
-                job.post({"kind": P.RESULT, "id": r.id, "width": r.width, "height": r.height,
-                          "channels": r.channels, "sample": r.sample}, pixels)
-                outcome = "done"
-            except BaseException as exc:  # every failure becomes an error frame; the runner carries on
-                code, message = failure(exc)
-                job.fail(code, message)
-                outcome = code
+            outcome = jobs.run(job.req, job.payload, job.cancel, job.post)
+            job.post(outcome.header, *outcome.payload)
             job.payload = None
             with self._cond:
                 self._running = None
-            print(f"luciddream serve: job {job.name} {job.req.width}×{job.req.height} on {self.device} {outcome} in "
-                  f"{time.monotonic() - start:.2f} s", file=sys.stderr, flush=True)
-
-
-def _cancelled() -> BaseException:
-    from .errors import Cancelled
-
-    return Cancelled()
+            print(f"luciddream serve: job {job.name} {job.req.width}×{job.req.height} on {self.device} "
+                  f"{outcome.status} in {time.monotonic() - start:.2f} s", file=sys.stderr, flush=True)
 
 
 class Engine:
@@ -156,7 +138,7 @@ class Engine:
     def runner_for(self, req: P.JobRequest) -> Runner:
         """One runner per device the job resolves to ("auto" and "cuda" on a GPU box share one)."""
         from .errors import DreamError
-        from .models import resolve_device
+        from .nets import resolve_device
 
         name = (req.settings or {}).get("device", "auto")
         if not isinstance(name, str):
@@ -208,7 +190,7 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
     def _refuse(self, status: int, code: str, message: str, job_id: Any = None) -> None:
-        self._reply(status, {"kind": P.ERROR, "id": P.valid_id(job_id), "code": code, "message": message})
+        self._reply(status, jobs.error_header(job_id, code, message))
 
     def _chunk(self, parts: Sequence[Any]) -> None:
         size = sum(memoryview(p).nbytes for p in parts)
@@ -233,9 +215,7 @@ class Handler(BaseHTTPRequestHandler):
             self._refuse(404, P.NOT_FOUND, f"There is nothing at {self.path[:100]}: use GET /v1/hello or "
                                            f"POST /v1/dream.")
             return
-        from .worker import engine_info
-
-        info = engine_info(self.server.engine.limits, HEARTBEAT_S)
+        info = jobs.engine_info(self.server.engine.limits, HEARTBEAT_S)
         info.update({"kind": P.HELLO, "id": None, "queue": self.server.engine.max_waiting})
         self._reply(200, info)
 
@@ -315,9 +295,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             runner = engine.runner_for(req)
         except Exception as exc:  # a DreamError about the device
-            from .worker import failure
-
-            code, message = failure(exc)
+            code, message = jobs.failure(exc)
             self._refuse(422 if code == P.BAD_INPUT else 500, code, message, req.id)
             return
         job = ServerJob(req, msg.payload)
@@ -462,7 +440,8 @@ def is_loopback(host: str) -> bool:
 
 
 def make_server(host: str = "127.0.0.1", port: int = 0, token: Optional[str] = None,
-                limits: P.Limits = P.Limits(), max_waiting: int = 4, max_connections: int = MAX_CONNECTIONS) -> Server:
+                limits: P.Limits = P.DEFAULT_LIMITS, max_waiting: int = 4,
+                max_connections: int = MAX_CONNECTIONS) -> Server:
     """A ready (bound, not yet serving) server; refuses a non-loopback address without a token."""
     from .errors import DreamError
 

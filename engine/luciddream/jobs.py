@@ -1,0 +1,153 @@
+"""One dream job from protocol request to protocol reply, the same for `luciddream worker` (pipes) and
+`luciddream serve` (HTTP).
+
+The two front ends differ only in transport and queueing (one job per pipe, a queue per device over HTTP); what a
+job means — which settings travel over the wire, how the payload becomes arrays, which exception becomes which
+error code, what the progress, result and error frames hold — lives here once, so both answer alike.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from . import protocol as P
+
+_DTYPES = {"u8": "<u1", "u16": "<u2", "f32": "<f4"}  # the wire's sample types, little-endian
+_TEXT_SETTINGS = ("model", "device")
+
+
+def engine_info(limits: P.Limits, heartbeat: float = 0.0) -> Dict[str, Any]:
+    """The body of a hello reply: versions, what can be dreamed with, the largest image accepted, and how often a
+    running job sends news at least (0: no promise)."""
+    from . import __version__, offer
+    from .nets import DEFAULT_MODEL, SPECS
+
+    return {"protocol": P.PROTOCOL_VERSION, "engine": __version__, "pid": os.getpid(),
+            "python": ".".join(map(str, sys.version_info[:3])), "default_model": DEFAULT_MODEL,
+            "models": [name for name, spec in SPECS.items() if spec.available()], "max_pixels": limits.max_pixels,
+            "heartbeat": heartbeat, "offer": offer.describe()}
+
+
+def progress_header(job_id: Any, progress: Any = None) -> Dict[str, Any]:
+    """A progress frame for a `luciddream.methods.Progress` (None: the job is being prepared)."""
+    if progress is None:
+        return {"kind": P.PROGRESS, "id": job_id, "fraction": 0.0, "octave": None, "octaves": None,
+                "message": "preparing"}
+    return {"kind": P.PROGRESS, "id": job_id, "fraction": round(float(progress.fraction), 6),
+            "octave": progress.octave, "octaves": progress.octaves, "message": progress.message}
+
+
+def result_header(req: P.JobRequest) -> Dict[str, Any]:
+    """The "result" frame's header: the layout of the pixels that follow, which is always the request's."""
+    return {"kind": P.RESULT, "id": req.id, "width": req.width, "height": req.height, "channels": req.channels,
+            "sample": req.sample}
+
+
+def error_header(job_id: Any, code: str, message: str) -> Dict[str, Any]:
+    """An "error" frame; an id not worth echoing (too long, not a string or whole number) goes back as null."""
+    return {"kind": P.ERROR, "id": P.valid_id(job_id), "code": code, "message": message}
+
+
+def dream_settings(req: P.JobRequest) -> Dict[str, Any]:
+    """The request's settings as keywords for dream(), or a DreamError naming the one that may not travel."""
+    from dataclasses import fields
+
+    from .errors import DreamError
+    from .render import Settings
+
+    # JSON null means "the default", as leaving the setting out does (Settings would pass None on to the loop).
+    settings = {key: value for key, value in (req.settings or {}).items() if value is not None}
+    # Only the dream's settings travel over the wire: `weights` (a path on the engine's machine) and `guide` are
+    # keywords of dream() too, and a remote client must not choose files on the server.
+    allowed = {f.name for f in fields(Settings)}
+    unknown = sorted(set(settings) - allowed)
+    if unknown:
+        raise DreamError(f"Unknown setting {', '.join(unknown)}: the settings are {', '.join(sorted(allowed))}.")
+    for key in _TEXT_SETTINGS:
+        if key in settings and not isinstance(settings[key], str):
+            raise DreamError(f"The setting {key} must be a name such as \"{'lite0' if key == 'model' else 'cpu'}\", "
+                             f"not {settings[key]!r}.")
+    return settings
+
+
+def decode_payload(req: P.JobRequest, payload: Any) -> Tuple[Any, Optional[Any]]:
+    """(image, mask) as arrays over the payload's bytes: height×width×channels samples and height×width bytes."""
+    import numpy as np
+
+    wire = np.dtype(_DTYPES[req.sample])
+    count = req.width * req.height * req.channels
+    image = np.frombuffer(payload, dtype=wire, count=count).reshape(req.height, req.width, req.channels)
+    image = image.astype(wire.newbyteorder("="), copy=False)  # a no-op on little-endian machines
+    mask = None
+    if req.mask:
+        mask = np.frombuffer(payload, dtype=np.uint8, count=req.width * req.height,
+                             offset=req.image_bytes).reshape(req.height, req.width)
+    return image, mask
+
+
+def encode_pixels(req: P.JobRequest, pixels: Any) -> bytes:
+    """The dream's array as the result payload: the request's sample type, little-endian, row by row."""
+    import numpy as np
+
+    return np.ascontiguousarray(pixels).astype(np.dtype(_DTYPES[req.sample]), copy=False).tobytes()
+
+
+def run_job(req: P.JobRequest, payload: Any, cancel: threading.Event,
+            progress: Callable[[Any], None]) -> bytes:
+    """Turn the payload into arrays, dream, and return the new pixels in the request's layout."""
+    from .render import dream
+
+    settings = dream_settings(req)
+    image, mask = decode_payload(req, payload)
+    out = dream(image, mask, req.targets or None, progress=progress, cancel=cancel, **settings)
+    return encode_pixels(req, out)
+
+
+def failure(exc: BaseException) -> Tuple[str, str]:
+    """(error code, sentence) for an exception from a job; unexpected ones leave their traceback on stderr."""
+    from .errors import Cancelled, DreamError, is_out_of_memory
+
+    if isinstance(exc, Cancelled):
+        return P.CANCELLED, str(exc)
+    if isinstance(exc, DreamError):
+        return P.BAD_INPUT, str(exc)
+    if is_out_of_memory(exc):
+        return P.OUT_OF_MEMORY, ("The engine ran out of memory: use a smaller tile setting, fewer octaves or a "
+                                 "smaller selection.")
+    traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    text = text if len(text) <= 160 else text[:157] + "..."
+    return P.INTERNAL, (f"The engine failed unexpectedly ({type(exc).__name__}{': ' + text if text else ''}); "
+                        f"its log has the details.")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A finished job: its last frame (a "result" with the pixels, or an "error") and a word for the log line."""
+
+    header: Dict[str, Any]
+    payload: Tuple[Any, ...]
+    status: str   # "done", or the error code
+
+
+def run(req: P.JobRequest, payload: Any, cancel: threading.Event,
+        send_progress: Callable[[Dict[str, Any]], None]) -> Outcome:
+    """Run one job to its last frame; every failure becomes an error frame, so the caller can carry on.
+
+    `send_progress` gets each progress frame's header. A job cancelled before it started (while it waited in a
+    queue) ends as one cancelled at its first step would, without loading a model.
+    """
+    try:
+        if cancel.is_set():
+            from .errors import Cancelled
+
+            raise Cancelled()
+        pixels = run_job(req, payload, cancel, lambda p: send_progress(progress_header(req.id, p)))
+        return Outcome(result_header(req), (pixels,), "done")
+    except BaseException as exc:  # every failure becomes a reply; the worker or the server carries on
+        code, message = failure(exc)
+        return Outcome(error_header(req.id, code, message), (), code)
