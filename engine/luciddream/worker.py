@@ -1,12 +1,14 @@
 """`luciddream worker`: the engine as a long-lived child process that speaks protocol frames on stdin/stdout.
 
 Host plug-ins cannot import torch, and GIMP kills a plug-in's process on Cancel, so the plug-in starts this worker
-(protocol.Client.spawn) and sends it jobs. Rules that keep the pipe sane:
+(protocol.Client.spawn) and sends it jobs. What a job means (its settings, pixels, error codes and frames) is
+jobs.py's, shared with `luciddream serve`; this module is the pipe and its one job slot. Rules that keep the pipe
+sane:
 
 - stdout carries frames and nothing else: before any heavy import the real stdout is kept aside and file
   descriptor 1 is pointed at stderr, so a stray print (ours, a library's, or C code's) lands in the log.
 - one job at a time; it runs in a thread so that a "cancel" frame can be read meanwhile and stops it within a
-  step. The model stays loaded between jobs (models.load_model caches it).
+  step. The model stays loaded between jobs (nets.load_model caches it).
 - the worker exits by itself when its stdin closes or its parent process dies, so a killed plug-in never leaves
   an engine behind holding gigabytes of memory.
 - while a job runs, its latest progress frame is sent again after `heartbeat` seconds without news (a slow first
@@ -19,16 +21,14 @@ import os
 import sys
 import threading
 import time
-import traceback
-from typing import Any, BinaryIO, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, BinaryIO, Dict, Optional, Sequence, Tuple
 
+from . import jobs
 from . import protocol as P
+from .jobs import engine_info
 
-_DTYPES = {"u8": "<u1", "u16": "<u2", "f32": "<f4"}
-_TEXT_SETTINGS = ("model", "device")
 _PARENT_POLL_S = 0.2
 HEARTBEAT_S = 5.0   # a running job is never quiet for longer than this (announced in the hello reply)
-PARENT_ENV = "LUCIDDREAM_PARENT_PID"  # must match protocol.PARENT_ENV
 
 
 def claim_stdout() -> BinaryIO:
@@ -50,7 +50,7 @@ def watch_parent(interval: float = _PARENT_POLL_S) -> None:
     the process), stdin closing ends us.
     """
     parent = os.getppid()
-    claimed = os.environ.get(PARENT_ENV, "")
+    claimed = os.environ.get(P.PARENT_ENV, "")
     spawner = int(claimed) if claimed.isdigit() and sys.platform != "win32" else None
 
     def watch() -> None:
@@ -78,79 +78,6 @@ def _quit(status: int) -> None:
         sys.stderr.flush()
     finally:
         os._exit(status)
-
-
-def engine_info(limits: P.Limits, heartbeat: float = 0.0) -> Dict[str, Any]:
-    """The body of a hello reply: versions, what can be dreamed with, the largest image accepted, and how often a
-    running job sends news at least (0: no promise)."""
-    from . import __version__
-    from .models import DEFAULT_MODEL, SPECS
-
-    return {"protocol": P.PROTOCOL_VERSION, "engine": __version__, "pid": os.getpid(),
-            "python": ".".join(map(str, sys.version_info[:3])), "default_model": DEFAULT_MODEL,
-            "models": [name for name, spec in SPECS.items() if spec.available()], "max_pixels": limits.max_pixels,
-            "heartbeat": heartbeat}
-
-
-def run_job(req: P.JobRequest, payload: Any, cancel: threading.Event,
-            progress: Callable[[Any], None]) -> bytes:
-    """Turn the payload into arrays, dream, and return the new pixels in the request's layout."""
-    import numpy as np
-
-    from dataclasses import fields
-
-    from .errors import DreamError
-    from .render import Settings, dream
-
-    # JSON null means "the default", as leaving the setting out does (Settings would pass None on to the loop).
-    settings = {key: value for key, value in (req.settings or {}).items() if value is not None}
-    # Only the dream's settings travel over the wire: `weights` (a path on the engine's machine) and `guide` are
-    # keywords of dream() too, and a remote client must not choose files on the server.
-    allowed = {f.name for f in fields(Settings)}
-    unknown = sorted(set(settings) - allowed)
-    if unknown:
-        raise DreamError(f"Unknown setting {', '.join(unknown)}: the settings are {', '.join(sorted(allowed))}.")
-    for key in _TEXT_SETTINGS:
-        if key in settings and not isinstance(settings[key], str):
-            raise DreamError(f"The setting {key} must be a name such as \"{'lite0' if key == 'model' else 'cpu'}\", "
-                             f"not {settings[key]!r}.")
-    wire = np.dtype(_DTYPES[req.sample])
-    count = req.width * req.height * req.channels
-    image = np.frombuffer(payload, dtype=wire, count=count).reshape(req.height, req.width, req.channels)
-    image = image.astype(wire.newbyteorder("="), copy=False)  # a no-op on little-endian machines
-    mask = None
-    if req.mask:
-        mask = np.frombuffer(payload, dtype=np.uint8, count=req.width * req.height,
-                             offset=req.image_bytes).reshape(req.height, req.width)
-    out = dream(image, mask, req.targets or None, progress=progress, cancel=cancel, **settings)
-    return np.ascontiguousarray(out).astype(wire, copy=False).tobytes()
-
-
-def failure(exc: BaseException) -> Tuple[str, str]:
-    """(error code, sentence) for an exception from a job; unexpected ones leave their traceback on stderr."""
-    from .errors import Cancelled, DreamError, is_out_of_memory
-
-    if isinstance(exc, Cancelled):
-        return P.CANCELLED, str(exc)
-    if isinstance(exc, DreamError):
-        return P.BAD_INPUT, str(exc)
-    if is_out_of_memory(exc):
-        return P.OUT_OF_MEMORY, ("The engine ran out of memory: use a smaller tile setting, fewer octaves or a "
-                                 "smaller selection.")
-    traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    text = text if len(text) <= 160 else text[:157] + "..."
-    return P.INTERNAL, (f"The engine failed unexpectedly ({type(exc).__name__}{': ' + text if text else ''}); "
-                        f"its log has the details.")
-
-
-def progress_header(job_id: Any, progress: Any = None) -> Dict[str, Any]:
-    """A progress frame for a `luciddream.methods.Progress` (None: the job is being prepared)."""
-    if progress is None:
-        return {"kind": P.PROGRESS, "id": job_id, "fraction": 0.0, "octave": None, "octaves": None,
-                "message": "preparing"}
-    return {"kind": P.PROGRESS, "id": job_id, "fraction": round(float(progress.fraction), 6),
-            "octave": progress.octave, "octaves": progress.octaves, "message": progress.message}
 
 
 class Worker:
@@ -182,7 +109,7 @@ class Worker:
                     self.send(self._news)
 
     def send_error(self, job_id: Any, code: str, message: str) -> None:
-        self.send({"kind": P.ERROR, "id": P.valid_id(job_id), "code": code, "message": message})
+        self.send(jobs.error_header(job_id, code, message))
 
     def serve(self, stream: Any) -> int:
         """Answer requests until the stream ends (status 0) or breaks (status 2, after saying why)."""
@@ -232,35 +159,25 @@ class Worker:
                                             f"or cancel it first.")
             return
         done = threading.Event()
-        self._news = progress_header(req.id)
+        self._news = jobs.progress_header(req.id)
         if self.heartbeat > 0:
             threading.Thread(target=self._beat, args=(done,), name=f"luciddream-beat-{req.id}", daemon=True).start()
         threading.Thread(target=self._run, args=(req, payload, cancel, done), name=f"luciddream-job-{req.id}",
                          daemon=True).start()
 
     def _run(self, req: P.JobRequest, payload: Any, cancel: threading.Event, done: threading.Event) -> None:
-        def progress(p: Any) -> None:
-            header = progress_header(req.id, p)
+        def news(header: Dict[str, Any]) -> None:
             self._news = header
             self.send(header)
 
         start = time.monotonic()
-        try:
-            pixels = run_job(req, payload, cancel, progress)
-            reply: Tuple[Dict[str, Any], Tuple[Any, ...]] = (
-                {"kind": P.RESULT, "id": req.id, "width": req.width, "height": req.height,
-                 "channels": req.channels, "sample": req.sample}, (pixels,))
-            outcome = "done"
-        except BaseException as exc:  # every failure becomes a reply; the worker carries on
-            code, message = failure(exc)
-            reply = ({"kind": P.ERROR, "id": req.id, "code": code, "message": message}, ())
-            outcome = code
+        outcome = jobs.run(req, payload, cancel, news)
         # Free the slot before answering, so a client that sends its next job right after the reply is not "busy".
         with self._lock:
             self._job = None
             done.set()
-        self.send(reply[0], *reply[1])
-        print(f"luciddream worker: job {req.id} {req.width}×{req.height} {outcome} in "
+        self.send(outcome.header, *outcome.payload)
+        print(f"luciddream worker: job {req.id} {req.width}×{req.height} {outcome.status} in "
               f"{time.monotonic() - start:.2f} s", file=sys.stderr, flush=True)
 
 
