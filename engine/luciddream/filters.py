@@ -1,5 +1,5 @@
-"""Gaussian blur, the one image filter the engine needs in three places: the inward feather of a mask, the judge's
-blurred view of a class dream, and the optional low-pass of class gradients."""
+"""Gaussian blur, the one image filter the engine needs: the inward feather of a mask, the softened photo a class dream
+starts from, and the judge's blurred view of a class dream (benchmarks/quality.py)."""
 from __future__ import annotations
 
 import torch

@@ -67,6 +67,7 @@ def prepare(mask: np.ndarray | None, height: int, width: int) -> np.ndarray | No
 
 
 def selection_box(mask: np.ndarray | None, height: int, width: int) -> Box:
+    """The smallest box holding every non-zero pixel of the mask (the whole image for None)."""
     if mask is None:
         return Box(0, height, 0, width)
     rows = np.flatnonzero(mask.any(axis=1))
@@ -75,9 +76,9 @@ def selection_box(mask: np.ndarray | None, height: int, width: int) -> Box:
 
 
 # Pixels of surroundings the network sees around a selection. Its gradient at a selected pixel comes mostly from
-# features within a few strides (Lite0's deepest default layer: stride 16), and the tiles' random shifts already
-# reflect up to 32 px at any border; 64 px keeps the dream at the selection's edge looking like the dream inside
-# (compared by eye against half a tile, 256 px) while a small selection no longer pays for a tile-sized frame.
+# features within a few strides (Lite0's deepest default layer: stride 16), and the jitter already reflects up to
+# 32 px at any border; 64 px keeps the dream at the selection's edge looking like the dream inside (compared by eye
+# against a 256 px margin, docs/performance.md) without making a small selection pay for a tile-sized frame.
 CONTEXT = 64
 
 
@@ -85,6 +86,12 @@ def grow(box: Box, margin: int, height: int, width: int) -> Box:
     """The box plus a margin of context, clipped to the image."""
     return Box(max(0, box.y0 - margin), min(height, box.y1 + margin),
                max(0, box.x0 - margin), min(width, box.x1 + margin))
+
+
+def inward_ramp(inside: torch.Tensor, radius: float) -> torch.Tensor:
+    """For an NCHW 0/1 mask: a ramp in [0, 1] from 0 at the mask's edge to 1 about `radius` pixels inside (multiply
+    it by the mask: at a concave corner it reaches a little outside). The picture's own border is not an edge."""
+    return (gaussian_blur(inside, radius / 2.0, edges="replicate") * 2.0 - 1.0).clamp(0.0, 1.0)
 
 
 def feather(mask: np.ndarray, radius: float) -> np.ndarray:
@@ -96,13 +103,12 @@ def feather(mask: np.ndarray, radius: float) -> np.ndarray:
     if radius <= 0:
         return mask
     h, w = mask.shape
-    pad = int(2 * radius) + 2
+    pad = int(2 * radius) + 2  # beyond the blur's reach, so cropping to the box changes nothing
     box = grow(selection_box(mask, h, w), pad, h, w)
     region = mask[box.slices]
     inside = torch.from_numpy((region > 0).astype(np.float32))[None, None]
-    ramp = (gaussian_blur(inside, radius / 2.0, edges="replicate")[0, 0].numpy() * 2.0 - 1.0).clip(0.0, 1.0)
     out = mask.copy()
-    out[box.slices] = region * ramp
+    out[box.slices] = region * inward_ramp(inside, radius)[0, 0].numpy()
     if not (out > 0).any():  # a selection thinner than the feather: keep it rather than select nothing
         return mask
     return out

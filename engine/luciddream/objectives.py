@@ -20,7 +20,7 @@ import torch
 
 from . import labels
 from .errors import DreamError
-from .models import LOGITS, DreamNet
+from .nets import LOGITS, DreamNet
 
 _CHANNEL = re.compile(r"^\d+$")
 

@@ -6,9 +6,8 @@ A 2-D tile's weight is the product of its two 1-D weights, so the weights of all
 Because the cuts move every step, no tile border stays in one place long enough to leave a seam.
 
 All windows along an axis have one size W that depends only on the axis length, so every step of an octave feeds
-the network the same shape. That matters on the CPU: with more than one thread PyTorch runs every convolution
-through oneDNN, which compiles kernels for each new input shape; windows of a new shape every step made a Lite0
-forward+backward 1.6× slower (0.345 s vs 0.217 s at ~544 px, 2 threads).
+the network the same shape: on the CPU, oneDNN compiles kernels for each new input shape, and a new shape every step
+made a step markedly slower (docs/performance.md).
 """
 from __future__ import annotations
 
@@ -43,8 +42,7 @@ PLAY = 64  # how far (px) the cuts wander between steps, at most: two strides of
 def overlap_for(tile: int) -> int:
     """32 px (an eighth of the tile for tiles under 256). What hides a border is that the cuts move every step; the
     blend only has to cover the few pixels where a window's own edge bends its gradient, which is a fixed distance,
-    not a share of the tile. On a 1024² default dream, 32 px instead of an eighth of 512 cuts the network's work by
-    a tenth, and the seam score stays that of a one-window dream (1.38/1.34 vs 1.33/1.35, seeds 1/2)."""
+    not a share of the tile, so larger tiles need no wider blend (measured in docs/performance.md)."""
     return max(2, min(32, (tile // 8) // 2 * 2))
 
 

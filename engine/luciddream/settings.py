@@ -1,0 +1,55 @@
+"""The settings of a dream besides the image, the mask and the targets, with the ranges every front end shows.
+
+A module of its own so that render.py (which validates them) and every method (which reads them) can import it
+without importing each other.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Optional
+
+from .errors import DreamError
+from .nets import DEFAULT_MODEL
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that shapes a dream besides the image, the mask and the targets."""
+
+    model: str = DEFAULT_MODEL
+    octaves: int = 4              # scales to dream at, each `octave_scale` times the previous
+    octave_scale: float = 1.4
+    steps: int = 10               # gradient steps per octave
+    step_size: float = 1.5        # mean change per step, in 8-bit levels (0–255)
+    tile: int = 640               # largest window the network sees at once (memory vs. speed)
+    seed: Optional[int] = None    # same seed, same machine, same result
+    device: str = "auto"          # auto | cpu | cuda | mps
+    feather: float = 0.0          # fade the dream in over this many pixels inside the selection's edge
+
+    _RANGES = {
+        "octaves": (1, 12), "octave_scale": (1.05, 4.0), "steps": (1, 1000), "step_size": (0.01, 64.0),
+        "tile": (64, 4096), "seed": (0, 2 ** 32 - 1), "feather": (0.0, 2000.0),
+    }
+
+    def check(self) -> "Settings":
+        """These settings, or a DreamError naming the first one that is of the wrong kind or out of range."""
+        for name in ("model", "device"):
+            if not isinstance(getattr(self, name), str):
+                raise DreamError(f"{name} must be a name such as {getattr(Settings, name)!r}, "
+                                 f"not {getattr(self, name)!r}.")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            limits = self._RANGES.get(f.name)
+            if limits is None or (value is None and f.name == "seed"):
+                continue
+            if value is None:
+                raise DreamError(f"{f.name.replace('_', ' ')} needs a value (default {getattr(Settings, f.name)}).")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                    isinstance(limits[0], int) and not isinstance(value, int)):
+                kind = "a whole number" if isinstance(limits[0], int) else "a number"
+                raise DreamError(f"{f.name.replace('_', ' ')} must be {kind}, not {value!r}.")
+            if not (math.isfinite(value) and limits[0] <= value <= limits[1]):
+                raise DreamError(f"{f.name.replace('_', ' ')} must be between {limits[0]} and {limits[1]}; "
+                                 f"got {value}.")
+        return self
