@@ -29,9 +29,10 @@ import torch
 from PIL import Image
 
 import luciddream
-from luciddream import quality
 from luciddream.labels import find_class
-from luciddream.models import load_model
+from luciddream.nets import load_model
+
+import quality  # benchmarks/quality.py
 
 FIXTURES = Path(os.environ.get("LUCIDDREAM_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
 CLASSES = ["goldfish", "great white shark", "stingray", "peacock", "tree frog", "ostrich", "jellyfish", "daisy",

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("LUCIDDREAM_FIXTURES", ROOT.parent / "shared" / "fixtures"))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # `import quality`: the judges tests and benchmarks share
 
 
 def fixture_image(name: str, size: tuple[int, int] | None = None) -> np.ndarray:

@@ -10,10 +10,10 @@ from PIL import Image
 
 import luciddream
 from luciddream import Cancelled, DreamError
-from luciddream.models import load_model
-from luciddream.quality import seam_score
+from luciddream.nets import load_model
 
 from conftest import fixture_image
+from quality import seam_score
 
 FAST = dict(octaves=2, steps=4, seed=3)
 
@@ -210,7 +210,12 @@ def test_bad_arrays_are_refused(cat):
 
 def test_fused_network_computes_what_the_plain_one_does():
     """Batch norms folded into convolutions, padding inlined and the hand-written backward of trunk.py: same
-    activations and input gradients, also when several layers pull at once (their gradients meet mid-network)."""
+    activations and input gradients, also when several layers pull at once (their gradients meet mid-network).
+
+    Gradients are compared as whole vectors (relative L2 error, cosine), not element by element: ReLU6 units that
+    sit on the clip boundary flip between the two paths on another CPU's kernels (AMD EPYC: max difference 1.2e-3
+    of the largest element, relative L2 0.06-0.4 %, cosine 1.000000). A real padding bug is far outside the bound
+    (next test)."""
     plain, fused = load_model("lite0", "cpu", fused=False), load_model("lite0", "cpu", fused=True)
     x = torch.from_numpy(fixture_image("coffee", (160, 96)).astype(np.float32) / 255).permute(2, 0, 1)[None]
     odd = torch.from_numpy(fixture_image("chelsea", (131, 97)).astype(np.float32) / 255).permute(2, 0, 1)[None]
@@ -226,10 +231,53 @@ def test_fused_network_computes_what_the_plain_one_does():
             grads.append((float(value.detach()), g))
         (va, ga), (vb, gb) = grads
         assert vb == pytest.approx(va, rel=1e-4), layers
-        assert float((ga - gb).abs().max()) <= 1e-3 * float(ga.abs().max()), layers
+        assert gradients_match(ga, gb), (layers, gradient_error(ga, gb))
     with torch.no_grad():  # without a gradient the fused trunk runs forward only, to the same values
         x = odd
         assert torch.allclose(fused(x, ["block6"])["block6"], plain(x, ["block6"])["block6"], rtol=1e-3, atol=1e-4)
+
+
+def gradient_error(reference: torch.Tensor, other: torch.Tensor) -> tuple[float, float]:
+    """(relative L2 error, cosine similarity) of two gradients, in float64."""
+    a, b = reference.flatten().double(), other.flatten().double()
+    return float((a - b).norm() / a.norm()), float(a @ b / (a.norm() * b.norm()))
+
+
+def gradients_match(reference: torch.Tensor, other: torch.Tensor) -> bool:
+    """The same gradient up to the kernels of any x86 CPU: measured 1e-6-4e-3 relative L2 on Intel and AMD, while
+    a crop shifted by one pixel in any strided convolution gives 0.22 or more."""
+    rel_l2, cosine = gradient_error(reference, other)
+    return rel_l2 < 0.02 and cosine > 0.999
+
+
+def test_the_gradient_comparison_catches_a_crop_shifted_by_one_pixel():
+    """The measure above is loose enough for any CPU, but not for a padding bug: each strided convolution of the
+    trunk, its output crop moved by one row or one column, gives a gradient that fails it."""
+    import dataclasses
+
+    from luciddream.nets import trunk
+
+    plain, fused = load_model("lite0", "cpu", fused=False), load_model("lite0", "cpu", fused=True)
+    x = torch.from_numpy(fixture_image("chelsea", (131, 97)).astype(np.float32) / 255).permute(2, 0, 1)[None]
+    stages = trunk.stages(fused.net)
+    deepest = plain.layer_names().index("block12")
+
+    def gradient(stages_: list) -> torch.Tensor:
+        xx = x.clone().requires_grad_(True)
+        act = trunk.run((xx - fused.mean) / fused.std, stages_[:deepest + 1])[-1]
+        return torch.autograd.grad(act.pow(2).mean(), xx)[0]
+
+    xx = x.clone().requires_grad_(True)
+    (reference,) = torch.autograd.grad(plain(xx, ["block12"])["block12"].pow(2).mean(), xx)
+    assert gradients_match(reference, gradient(stages))  # the trunk as it is, run by hand
+    cropped = [(i, j) for i, convs in enumerate(stages[:deepest + 1]) for j, c in enumerate(convs) if c.crop]
+    assert len(cropped) >= 3, cropped
+    for i, j in cropped:
+        for shift in ((-1, 0), (0, -1)):
+            conv = stages[i][j]
+            broken = [list(convs) for convs in stages]
+            broken[i][j] = dataclasses.replace(conv, crop=(conv.crop[0] + shift[0], conv.crop[1] + shift[1]))
+            assert not gradients_match(reference, gradient(broken)), (i, j, shift)
 
 
 def test_a_guide_of_any_size_only_lends_its_features():

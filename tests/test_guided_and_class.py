@@ -14,10 +14,10 @@ import torch
 from PIL import Image
 
 import luciddream
-from luciddream import quality
 from luciddream.labels import find_class
-from luciddream.models import load_model
+from luciddream.nets import load_model
 
+import quality
 from conftest import fixture_image
 
 
@@ -57,7 +57,7 @@ def test_guide_flag_and_bad_guide(tmp_path):
 
 
 def test_class_dreams_survive_blur_so_they_are_not_adversarial_texture():
-    """Short class dreams (the whole-selection method of classdream.py, 30 optimiser steps) must raise the class for
+    """Short class dreams (the whole-selection method of methods/lucid.py, 30 optimiser steps) must raise the class for
     the judge on a σ=2 blurred view, not only on the exact pixels. Adversarial texture scores on the plain view and
     collapses when blurred (blur ≪ plain); a dream that does nothing leaves the blurred score where the photo had it
     (≤ 0.0001 here). Measured: goldfish blur 0.96 / plain 0.98; the old tiled logit ascent reached 0.16 / 0.13 with

@@ -1,16 +1,20 @@
-"""Fast checks of the pieces: tile weights, the target grammar, class names, masks, files, the seam score."""
+"""Fast checks of the pieces: tile weights, the target grammar, class names, masks, files, the seam score, the
+method rule, the transforms and the spectrum."""
 from __future__ import annotations
 
 import numpy as np
 import png
 import pytest
+import torch
 from hypothesis import given, settings, strategies as st
 
 import luciddream
-from luciddream import files, masks, tiles
+from luciddream import files, masks, methods, param, tiles, transforms
 from luciddream.errors import DreamError
+from luciddream.objectives import Guide, Target
 from luciddream.octaves import octave_sizes
-from luciddream.quality import seam_score
+
+from quality import seam_score
 
 
 @settings(max_examples=300, deadline=None)
@@ -142,3 +146,47 @@ def test_seam_score_sees_seams():
     for k, x in enumerate(range(0, 400, 100)):  # tiles whose changes are offset: the classic visible borders
         seamed[:, x:x + 100] += 0.1 * (k % 2)
     assert seam_score(before, seamed) > 1.5 * smooth
+
+
+def test_one_rule_picks_the_method():
+    goldfish, block6 = Target("class", "goldfish", index=1), Target("layer", "block6")
+    guide = methods.Extras(guide=Guide("block6", torch.zeros(4, 1)))
+    assert methods.choose([goldfish], methods.Extras()) == "lucid"
+    assert methods.choose([goldfish, block6], methods.Extras()) == "tiled"
+    assert methods.choose([goldfish], guide) == "tiled"
+    assert methods.choose([], guide) == "tiled"
+    assert all(callable(methods.method(name)) for name in methods.METHODS)
+    with pytest.raises(ValueError, match="tiled"):
+        methods.method("nonsense")
+
+
+def test_jitter_shifts_and_crops_back():
+    rng = np.random.default_rng(1)
+    x = torch.rand(1, 3, 40, 50)
+    shift = transforms.jitter(40, 50, 32, rng)
+    padded = shift.pad(x)
+    assert padded.shape[-2:] == (40 + shift.margin, 50 + shift.margin)
+    assert torch.equal(shift.crop(padded, 40, 50), x)
+    assert float(shift.pad(torch.ones(1, 1, 40, 50), mode="constant").sum()) == 40 * 50  # masks pad with zeros
+    assert transforms.jitter(1, 50, 32, rng).margin == 0  # nothing to reflect
+
+
+def test_an_unturned_view_of_the_whole_square_is_the_square():
+    x = torch.rand(1, 3, 24, 24)
+    same = transforms.square_view(x, 12.0, 12.0, 12.0, 0.0, 24)
+    torch.testing.assert_close(same, x, atol=1e-5, rtol=0)
+    torch.testing.assert_close(transforms.rotate(x, 0.0), x, atol=1e-5, rtol=0)
+    view = transforms.RandomView(zoom=(0.7, 1.5), degrees=10.0, shift=0.05)
+    assert view(x, 12.0, 12.0, 24.0, 16, np.random.default_rng(0)).shape == (1, 3, 16, 16)
+
+
+def test_spectrum_is_smooth_and_seeded():
+    a = param.spectrum((32, 48), 1.5, torch.Generator().manual_seed(3))
+    b = param.spectrum((32, 48), 1.5, torch.Generator().manual_seed(3))
+    assert a.coefficients.requires_grad  # the coefficients are what the class method optimises
+    with torch.no_grad():
+        assert a.picture().shape == (1, 3, 32, 48)
+        assert torch.equal(a.picture(), b.picture())
+        assert float(a.picture(torch.zeros_like(a.frequencies)).abs().max()) == 0.0
+    assert float(a.scale[0, 0]) > float(a.scale[16, 24])  # 1/f: the coarsest frequencies weigh most
+    assert float(a.lowpass(0.1)[0, 0]) > 0.99 > 0.01 > float(a.lowpass(0.1)[16, 24])
