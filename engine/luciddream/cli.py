@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from . import labels, models, server, worker
+from . import labels, nets, server, worker
 from .errors import Cancelled, DreamError, is_out_of_memory
 from .protocol import Limits
 
@@ -37,14 +37,15 @@ def _dream_args(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-t", "--target", action="append", metavar="T", help="what to dream, repeatable: a class "
                    "name (goldfish), class:NAME|INDEX, layer:NAME, layer:NAME:C1,C2, weights as NAME=W; "
                    "default: the model's classic DeepDream layer")
-    p.add_argument("--model", default=models.DEFAULT_MODEL, help="network (see `luciddream models`)")
+    p.add_argument("--model", default=nets.DEFAULT_MODEL, help="network (see `luciddream models`)")
     p.add_argument("--weights", metavar="PATH", help="weights file for the model instead of its own, e.g. "
                    "googlenet-1378be20.pth downloaded by hand")
     p.add_argument("--guide", metavar="IMAGE", help="dream toward the features of this picture (alone, or with "
                    "--target: at the first layer target's layer)")
     p.add_argument("--octaves", type=int, default=4, help="number of scales (default 4)")
     p.add_argument("--octave-scale", type=float, default=1.4, help="ratio between scales (default 1.4)")
-    p.add_argument("--steps", type=int, default=10, help="gradient steps per octave (default 10; class targets alone: 3 optimiser steps each)")
+    p.add_argument("--steps", type=int, default=10,
+                   help="gradient steps per octave (default 10; class targets alone: 3 optimiser steps each)")
     p.add_argument("--step-size", type=float, default=1.5,
                    help="mean change per step in 8-bit levels (default 1.5)")
     p.add_argument("--tile", type=int, default=640, help="largest window the network sees, px (default 640)")
@@ -66,8 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("classes", help="list or search the ImageNet classes")
     c.add_argument("query", nargs="?", default="", help="part of a name, e.g. shark")
     ly = sub.add_parser("layers", help="list a model's dreamable layers")
-    ly.add_argument("--model", default=models.DEFAULT_MODEL)
+    ly.add_argument("--model", default=nets.DEFAULT_MODEL)
     sub.add_parser("models", help="list the models")
+    sub.add_parser("offer", help="print the presets, ranges, defaults and models a plug-in offers (JSON)")
     worker.add_command(sub)
     server.add_command(sub)
     return parser
@@ -145,7 +147,7 @@ def _run_classes(args: argparse.Namespace) -> int:
 def _run_layers(args: argparse.Namespace) -> int:
     from .objectives import layer_channels
 
-    net = models.load_model(args.model, "cpu")
+    net = nets.load_model(args.model, "cpu")
     for name in net.layer_names():
         mark = "  (default)" if name == net.spec.default_layer else ""
         print(f"{name:8s} {layer_channels(net, name):5d} channels{mark}")
@@ -153,23 +155,30 @@ def _run_layers(args: argparse.Namespace) -> int:
 
 
 def _run_models(args: argparse.Namespace) -> int:
-    unusable = []  # torchvision's models where torchvision does not import: one line for all of them
-    for spec in models.SPECS.values():
-        if spec.requirement == "torchvision" and not spec.available():
-            unusable.append(spec.name)
+    problems = {name: spec.problem() for name, spec in nets.SPECS.items()}
+    # networks kept out by the same problem (torchvision's, where it does not import) get one line for all
+    shared = [p for p in dict.fromkeys(problems.values()) if p is not None and list(problems.values()).count(p) > 1]
+    for spec in nets.SPECS.values():
+        if problems[spec.name] in shared:
             continue
-        state = spec.state()
-        mark = " (default)" if spec.name == models.DEFAULT_MODEL else ""
-        print(f"{spec.name:6s} {spec.title}{mark}\n       weights: {spec.weights}; {state}")
-    if unusable:
-        from . import tvmodels
+        mark = " (default)" if spec.name == nets.DEFAULT_MODEL else ""
+        print(f"{spec.name:6s} {spec.title}{mark}\n       weights: {spec.weights}; {spec.state()}")
+    for problem in shared:
+        print(f"{', '.join(name for name, p in problems.items() if p == problem)}: not available, {problem}.")
+    return 0
 
-        print(tvmodels.note(unusable))
+
+def _run_offer(args: argparse.Namespace) -> int:
+    import json
+
+    from . import offer
+
+    print(json.dumps(offer.describe(), indent=1))
     return 0
 
 
 COMMANDS = {"dream": _run_dream, "classes": _run_classes, "layers": _run_layers, "models": _run_models,
-            "worker": worker.run, "serve": server.run}
+            "offer": _run_offer, "worker": worker.run, "serve": server.run}
 
 
 def _terminated(signum: int, frame: object) -> None:

@@ -1,0 +1,20 @@
+"""The adapter kit: what the GIMP and the Krita plug-in decide alike, in the standard library only.
+
+Copied by install.py beside each plug-in (like the protocol package), so both hosts run the same rules: the region
+to send, engine.json, the worker's environment, the engine's offer (presets, ranges, the context margin), one error
+type and one cancel sentence. No host API here, and no protocol import: the plug-ins talk to the engine themselves.
+"""
+from __future__ import annotations
+
+from .config import DROP_ENV, EngineConfig, config_from, read_config, worker_env
+from .errors import CANCELLED, UserError
+from .offer import LABELS, Offer, Preset, check_value, offer_from_config, offer_from_hello
+from .region import Plan, Rect, check_mask, plan_region, selected_fraction
+from .samples import SAMPLE_BYTES, pixel_bytes
+from .targets import split_targets
+
+__all__ = [
+    "CANCELLED", "DROP_ENV", "LABELS", "SAMPLE_BYTES", "EngineConfig", "Offer", "Plan", "Preset", "Rect",
+    "UserError", "check_mask", "check_value", "config_from", "offer_from_config", "offer_from_hello",
+    "pixel_bytes", "plan_region", "read_config", "selected_fraction", "split_targets", "worker_env",
+]
