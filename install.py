@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parent
-PROTOCOL = ROOT / "engine" / "luciddream" / "protocol.py"
+PROTOCOL = ROOT / "engine" / "luciddream" / "protocol"  # the wire protocol package; copied as a folder beside each
 GIMP_SRC = ROOT / "gimp_plugin" / "luciddream"
+KIT = ROOT / "kit"  # the adapter kit both plug-ins import; copied as a folder beside each
 KRITA_SRC = ROOT / "krita_plugin"
 PLUGIN = "luciddream"
 PARTS = ("engine", "gimp", "krita")
@@ -217,18 +218,62 @@ def put_file(dest: Path, data: bytes, executable: bool, manifest: Manifest, repo
     manifest.files[str(dest)] = _sha(data)
 
 
-def engine_config(python: Path, url: Optional[str], token: Optional[str]) -> bytes:
-    """What the plug-ins read to reach the engine: a Python to spawn `luciddream worker` with, or a server."""
-    config = {"python": str(python), "url": url, "token": token}
+def engine_config(python: Path, url: Optional[str], token: Optional[str], offer: Optional[dict] = None) -> bytes:
+    """What the plug-ins read to reach the engine: a Python to spawn `luciddream worker` with, or a server; and
+    the engine's offer (presets, ranges), which a plug-in needs before any worker runs (GIMP registers its
+    arguments at start-up)."""
+    config = {"python": str(python), "url": url, "token": token, "offer": offer}
     return (json.dumps(config, indent=1) + "\n").encode()
 
 
+def engine_offer(python: Path) -> Optional[dict]:
+    """The installed engine's `luciddream offer`, or None (with a note) when it cannot be run."""
+    if not python.exists():
+        return None
+    try:
+        out = subprocess.run([str(python), "-m", "luciddream", "offer"], capture_output=True, text=True,
+                             timeout=300)
+        if out.returncode == 0:
+            offer = json.loads(out.stdout)
+            if isinstance(offer, dict):
+                return offer
+        problem = (out.stderr.strip().splitlines() or [f"exit status {out.returncode}"])[-1]
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        problem = str(exc)
+    print(f"note: the engine's offer could not be read ({problem}); the plug-ins will ask to run install.py "
+          f"again")
+    return None
+
+
 def _tree(src: Path) -> List[Path]:
+    """The files of a source folder to copy; copies of the kit or the protocol made there (tests, by hand) are not
+    sources."""
     return sorted(p for p in src.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                  and not {"kit", "protocol"} & set(p.relative_to(src).parts[:2])
                   and p.suffix not in (".pyc", ".pyo") and p.name != "protocol.py")
 
 
 # ----------------------------------------------------------------------------------------------------- adapters
+def put_kit(dest: Path, manifest: Manifest, report: Report) -> None:
+    """The adapter kit as a folder beside a plug-in (one source: kit/ in the checkout)."""
+    for src in _tree(KIT):
+        put_file(dest / src.relative_to(KIT), src.read_bytes(), False, manifest, report)
+
+
+def put_protocol(plugin: Path, manifest: Manifest, report: Report) -> None:
+    """The protocol package as a folder beside a plug-in (one source: engine/luciddream/protocol/). The single
+    protocol.py an older install put there goes, so that nothing stale is left to import."""
+    for src in _tree(PROTOCOL):
+        put_file(plugin / "protocol" / src.relative_to(PROTOCOL), src.read_bytes(), False, manifest, report)
+    stale = plugin / "protocol.py"
+    if stale.is_file() and (str(stale) in manifest.files or
+                            stale.read_bytes().startswith(b'"""luciddream\'s wire protocol')):
+        report.did(f"remove {stale} (the protocol is a folder now)")
+        if not report.dry_run:
+            stale.unlink()
+            manifest.files.pop(str(stale), None)
+
+
 def install_gimp(plugins: Path, config: bytes, manifest: Manifest, report: Report) -> None:
     if not (GIMP_SRC / f"{PLUGIN}.py").is_file():
         raise InstallError(f"{GIMP_SRC / (PLUGIN + '.py')} is missing: run the installer from a complete checkout.")
@@ -238,8 +283,14 @@ def install_gimp(plugins: Path, config: bytes, manifest: Manifest, report: Repor
     for src in _tree(GIMP_SRC):
         rel = src.relative_to(GIMP_SRC)
         put_file(dest / rel, src.read_bytes(), rel.name == f"{PLUGIN}.py", manifest, report)
-    put_file(dest / "protocol.py", PROTOCOL.read_bytes(), False, manifest, report)
+    put_protocol(dest, manifest, report)
+    put_kit(dest / "kit", manifest, report)
+    changed = report.changed
     put_file(dest / "engine.json", config, False, manifest, report)
+    main = dest / f"{PLUGIN}.py"
+    if report.changed != changed and not report.dry_run and main.is_file():
+        # GIMP registers the arguments (the offer's presets and ranges) again only for a plug-in file it sees change
+        os.utime(main)
     if report.changed == before:
         report.same(f"gimp: up to date in {dest}")
     else:
@@ -255,7 +306,8 @@ def install_krita(k: KritaHome, config: bytes, manifest: Manifest, report: Repor
     for src in _tree(KRITA_SRC):
         rel = src.relative_to(KRITA_SRC)
         put_file(k.pykrita / rel, src.read_bytes(), False, manifest, report)
-    put_file(k.pykrita / PLUGIN / "protocol.py", PROTOCOL.read_bytes(), False, manifest, report)
+    put_protocol(k.pykrita / PLUGIN, manifest, report)
+    put_kit(k.pykrita / PLUGIN / "kit", manifest, report)
     put_file(k.pykrita / PLUGIN / "engine.json", config, False, manifest, report)
     enable_in_kritarc(k.kritarc, manifest, report)
     if report.changed == before:
@@ -483,7 +535,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             install_engine(venv, args, manifest, report)
             if not args.venv:
                 link_command(venv, manifest, report)
-        config = engine_config(venv_python(venv), args.server, args.token)
+        offer = engine_offer(venv_python(venv)) if parts & {"gimp", "krita"} else None
+        config = engine_config(venv_python(venv), args.server, args.token, offer)
         if "gimp" in parts:
             dirs = [args.gimp_dir] if args.gimp_dir else [d / "plug-ins" for d in gimp_candidates()]
             if not dirs and gimp_executable():
