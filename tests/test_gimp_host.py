@@ -305,11 +305,41 @@ def test_refusals_are_one_sentence_and_change_nothing(refusals, index: int) -> N
         assert (folder / "after.bin").read_bytes() == (folder / "before.bin").read_bytes()
 
 
+def test_presets_gimp_shows_are_the_engines(gimp_root: Path, profile: "Profile", tmp_path: Path) -> None:
+    """The preset menu of the real procedure lists the engine's offer (names and labels, in its order), and
+    dreaming each preset sends the offer's targets (the new layer's name says what was sent). Krita's host test
+    checks its docker against the same describe(), so both hosts show the same presets."""
+    from luciddream.offer import describe
+
+    presets = describe()["presets"]
+    cases = []
+    for i, preset in enumerate(presets):
+        (tmp_path / f"case{i}").mkdir()
+        args = {"preset": preset["name"], "targets": "", "output": "new-layer", "steps": 1}
+        cases.append(dict(job("rgb", "u8", alpha=False, image=(64, 48), selection=None, args=args),
+                          out=f"{SHARE}/case{i}"))
+    proc = run_gimp(gimp_root, profile.rel, tmp_path, {"cases": cases})
+    out, _ = proc.communicate(timeout=600)
+    reports = []
+    for i in range(len(cases)):
+        report_file = tmp_path / f"case{i}" / "report.json"
+        assert report_file.is_file(), f"no report for case {i} (exit {proc.returncode}):\n{out[-4000:]}"
+        reports.append(json.loads(report_file.read_text()))
+    assert "preset_choices" in reports[0], reports[0].get("preset_choices_error") or reports[0].get("error")
+    shown = reports[0]["preset_choices"]
+    assert shown[0][0] == "none"
+    assert [{"name": nick, "label": label} for nick, label in shown[1:]] == [
+        {"name": p["name"], "label": p["label"]} for p in presets]
+    for preset, report in zip(presets, reports):
+        assert report.get("ok") and report["status"] == "success", report.get("message") or report.get("error")
+        assert report["layer_names"][0] == f"photo (dream: {preset['targets']})", report["layer_names"]
+
+
 def test_missing_engine_is_one_sentence(gimp_root: Path, gimp_home: str, tmp_path: Path) -> None:
     """engine.json naming a Python that is not there (a moved venv): a sentence that says what to do."""
     config = gimp_root / gimp_home.lstrip("/") / ".config/GIMP/3.0/plug-ins/luciddream/engine.json"
     good = config.read_text()
-    config.write_text(json.dumps({"python": "/nowhere/venv/bin/python", "url": None, "token": None}))
+    config.write_text(json.dumps({**json.loads(good), "python": "/nowhere/venv/bin/python"}))
     try:
         report = finish(run_gimp(gimp_root, gimp_home, tmp_path, job("rgb", "u8")), tmp_path)
     finally:

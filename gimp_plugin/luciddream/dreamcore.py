@@ -1,114 +1,104 @@
-"""The GIMP plug-in's decisions that need no GIMP: settings, targets, the region to read, formats, the mask.
+"""The GIMP plug-in's decisions that need no GIMP: its arguments, the settings it sends, formats, the mask.
 
 Why a separate module: GIMP only loads a plug-in inside a running GIMP, so anything testable without one lives here
-(pure Python, standard library only, no numpy: GIMP's Python has neither numpy nor torch). luciddream.py does the
-GObject calls and asks this module what to do.
+(pure Python, standard library only: GIMP's Python has neither numpy nor torch). luciddream.py does the GObject
+calls and asks this module what to do. What both plug-ins decide alike (the region, engine.json, the worker's
+environment, the engine's offer) is in the kit, copied beside this file by install.py; presets, ranges, defaults
+and the context margin are the engine's offer, never constants here.
 """
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-# --------------------------------------------------------------------------------------------- dialog choices
+import kit
+from kit import Offer, Plan, UserError
 
-# Layer presets: the look of a network depth (EfficientNet-Lite0 names; the engine says so if a model lacks one).
-PRESETS: Dict[str, Tuple[str, Optional[str]]] = {
-    "none": ("None: only the targets above", None),
-    "classic": ("Classic DeepDream (block10)", "layer:block10"),
-    "textures": ("Fine textures (block3)", "layer:block3"),
-    "patterns": ("Patterns and swirls (block6)", "layer:block6"),
-    "eyes": ("Eyes and fur (block9)", "layer:block9"),
-    "parts": ("Object parts (block13)", "layer:block13"),
-}
-MODELS: Dict[str, str] = {
-    "lite0": "EfficientNet-Lite0 (fast, works offline)",
-    "lite1": "EfficientNet-Lite1",
-    "lite2": "EfficientNet-Lite2",
-}
+# The choices GIMP adds to the engine's offer: what only a GIMP user picks (where the dream goes, no preset).
+NO_PRESET = "none"
+NO_PRESET_LABEL = "None: only the targets above"
 DEVICES: Dict[str, str] = {"auto": "Automatic", "cpu": "CPU", "cuda": "CUDA (NVIDIA GPU)", "mps": "MPS (Apple GPU)"}
 OUTPUTS: Dict[str, str] = {"new-layer": "A new layer above", "this-layer": "This layer (one undo step)"}
-
-# Ranges the engine accepts (luciddream.Settings); the dialog uses the same ones so nothing is refused later.
-RANGES: Dict[str, Tuple[float, float]] = {
-    "octaves": (1, 12), "steps": (1, 1000), "strength": (0.01, 64.0), "detail_size": (1.05, 4.0),
-    "tile": (64, 4096), "seed": (-1, 2 ** 31 - 1),
-}
 RANDOM_SEED = -1
-_TARGET_ITEM = re.compile(r"[,;\n]")
+GIMP_INT_MAX = 2 ** 31 - 1   # GIMP's int arguments are signed 32-bit; the engine's seeds go to 2**32-1
 
-
-class BadInput(Exception):
-    """Something the user can fix; str() is the one sentence GIMP shows."""
+# The dialog's numeric arguments: (GIMP's name, the engine's setting). GIMP names follow kit.LABELS.
+NUMBERS: Tuple[Tuple[str, str], ...] = (
+    ("octaves", "octaves"), ("steps", "steps"), ("strength", "step_size"), ("detail_size", "octave_scale"),
+    ("tile", "tile"),
+)
 
 
 @dataclass(frozen=True)
 class Options:
-    """The dialog's values, named as the user sees them (not as the engine calls them)."""
+    """The dialog's values, named as the user sees them (not as the engine calls them); default_options fills in
+    the engine's defaults."""
 
+    octaves: int
+    steps: int
+    strength: float             # the engine's step_size: mean change per step in 8-bit levels
+    detail_size: float          # the engine's octave_scale: larger values grow larger dreamed shapes
+    tile: int
+    model: str
     targets: str = ""
-    preset: str = "none"
-    model: str = "lite0"
-    octaves: int = 4
-    steps: int = 10
-    strength: float = 1.5       # the engine's step_size: mean change per step in 8-bit levels
-    detail_size: float = 1.4    # the engine's octave_scale: larger values grow larger dreamed shapes
-    tile: int = 640
+    preset: str = NO_PRESET
     seed: int = RANDOM_SEED     # -1: a new random seed every run
     device: str = "auto"
     output: str = "new-layer"
 
 
-def options_from(values: Mapping[str, Any]) -> Options:
-    """Options from a property dict (GIMP's config uses dashes: "detail-size"); missing keys keep their defaults."""
-    known = {name: values[key] for key in values
-             for name in [key.replace("-", "_")] if name in Options.__dataclass_fields__}
-    return Options(**known)
+def default_options(offer: Offer) -> Options:
+    """The dialog's first values: the engine's defaults."""
+    return Options(**{ours: offer.default(theirs) for ours, theirs in NUMBERS}, model=offer.default("model"))
 
 
-def targets_for(preset: str, text: str) -> Optional[str]:
-    """The engine's target string: the preset's layer first, then the typed items; None = the model's classic look.
-
-    Only whitespace is tidied here: the engine knows the class and layer names and refuses unknown ones with a
-    sentence, so checking them twice would only let the two lists drift apart.
-    """
-    if preset not in PRESETS:
-        raise BadInput(f'Unknown layer preset "{preset}": choose one of {", ".join(PRESETS)}.')
-    items = [t.strip() for t in _TARGET_ITEM.split(text or "") if t.strip()]
-    for item in items:
-        if item.startswith("=") or item.endswith("="):
-            raise BadInput(f'Target "{item}": write a name and then a weight, e.g. goldfish=0.5.')
-    layer = PRESETS[preset][1]
-    if layer is not None:
-        items.insert(0, layer)
-    return ", ".join(items) or None
+def options_from(values: Mapping[str, Any], offer: Offer) -> Options:
+    """Options from a property dict (GIMP's config uses dashes: "detail-size"); missing keys keep the defaults."""
+    names = {f.name for f in fields(Options)}
+    known = {name: values[key] for key in values for name in [key.replace("-", "_")] if name in names}
+    return replace(default_options(offer), **known)
 
 
-def engine_settings(opts: Options) -> Dict[str, Any]:
+def ranges(offer: Offer) -> Dict[str, Tuple[Any, Any]]:
+    """The dialog's bounds, by GIMP name: the engine's ranges (so nothing is refused later), and the seed's from
+    -1 (a new one each run) to what a GIMP int holds."""
+    bounds = {ours: offer.range(theirs) for ours, theirs in NUMBERS}
+    bounds["seed"] = (RANDOM_SEED, min(int(offer.range("seed")[1]), GIMP_INT_MAX))
+    return bounds
+
+
+def preset_choices(offer: Offer) -> Dict[str, str]:
+    """The preset argument's choices (nick: label): no preset, then the engine's presets in its order."""
+    return {NO_PRESET: NO_PRESET_LABEL, **{p.name: p.label for p in offer.presets}}
+
+
+def model_choices(offer: Offer) -> Dict[str, str]:
+    return {name: offer.model_titles.get(name, name) for name in offer.models}
+
+
+def targets_for(preset: str, text: str, offer: Offer) -> Optional[str]:
+    """The engine's target string: the preset's targets first, then the typed items; None = the model's classic
+    look."""
+    return offer.targets(None if preset == NO_PRESET else preset, kit.split_targets(text))
+
+
+def engine_settings(opts: Options, offer: Offer) -> Dict[str, Any]:
     """The engine's settings dict, after checking every value, so a script's typo gets one clear sentence."""
-    if opts.model not in MODELS:
-        raise BadInput(f'Unknown model "{opts.model}": choose one of {", ".join(MODELS)}.')
+    if opts.model not in offer.models:
+        raise UserError(f'Unknown model "{opts.model}": choose one of {", ".join(offer.models)}.')
     if opts.device not in DEVICES:
-        raise BadInput(f'Unknown device "{opts.device}": choose one of {", ".join(DEVICES)}.')
+        raise UserError(f'Unknown device "{opts.device}": choose one of {", ".join(DEVICES)}.')
     if opts.output not in OUTPUTS:
-        raise BadInput(f'Unknown output "{opts.output}": choose one of {", ".join(OUTPUTS)}.')
-    for name, (low, high) in RANGES.items():
-        value = getattr(opts, name)
-        whole = isinstance(low, int)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (whole and not isinstance(value, int)):
-            raise BadInput(f"{_label(name)} must be {'a whole number' if whole else 'a number'}, not {value!r}.")
-        if not low <= value <= high:
-            raise BadInput(f"{_label(name)} must be between {low:g} and {high:g}; got {value:g}.")
-    settings: Dict[str, Any] = {"model": opts.model, "octaves": opts.octaves, "steps": opts.steps,
-                                "step_size": float(opts.strength), "octave_scale": float(opts.detail_size),
-                                "tile": opts.tile, "device": opts.device}
+        raise UserError(f'Unknown output "{opts.output}": choose one of {", ".join(OUTPUTS)}.')
+    for ours, (low, high) in ranges(offer).items():
+        kit.check_value(ours.replace("_", " ").capitalize(), getattr(opts, ours), low, high)
+    settings: Dict[str, Any] = {"model": opts.model, "device": opts.device}
+    for ours, theirs in NUMBERS:
+        value = getattr(opts, ours)
+        settings[theirs] = float(value) if isinstance(offer.range(theirs)[0], float) else value
     if opts.seed != RANDOM_SEED:
         settings["seed"] = opts.seed
     return settings
-
-
-def _label(name: str) -> str:
-    return name.replace("_", " ").capitalize()
 
 
 def layer_name(source: str, targets: Optional[str]) -> str:
@@ -117,68 +107,6 @@ def layer_name(source: str, targets: Optional[str]) -> str:
     if len(what) > 40:
         what = what[:39] + "…"
     return f"{source} (dream: {what})"
-
-
-# --------------------------------------------------------------------------------------------- region
-
-@dataclass(frozen=True)
-class Rect:
-    x: int
-    y: int
-    width: int
-    height: int
-
-    @property
-    def empty(self) -> bool:
-        return self.width <= 0 or self.height <= 0
-
-    def intersect(self, other: "Rect") -> "Rect":
-        x1, y1 = max(self.x, other.x), max(self.y, other.y)
-        x2 = min(self.x + self.width, other.x + other.width)
-        y2 = min(self.y + self.height, other.y + other.height)
-        return Rect(x1, y1, max(0, x2 - x1), max(0, y2 - y1))
-
-    def grow(self, margin: int) -> "Rect":
-        return Rect(self.x - margin, self.y - margin, self.width + 2 * margin, self.height + 2 * margin)
-
-    def shift(self, dx: int, dy: int) -> "Rect":
-        return Rect(self.x + dx, self.y + dy, self.width, self.height)
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What to read and send: `region` in layer coordinates; the selection is read at `region` + layer offsets."""
-
-    region: Rect
-    selected: Optional[Rect]   # the selection's bounds on the layer (layer coordinates); None = no selection
-    offset_x: int
-    offset_y: int
-
-    @property
-    def mask_rect(self) -> Rect:
-        """Where the selection mask is read: the same pixels, in image coordinates."""
-        return self.region.shift(self.offset_x, self.offset_y)
-
-
-# Pixels read around the selection: the engine lets the network see this much of the surroundings (its
-# masks.CONTEXT; a test keeps the two equal). Reading more would only cost time; reading less, context.
-CONTEXT = 64
-
-
-def plan_region(layer_width: int, layer_height: int, offset_x: int, offset_y: int,
-                selection: Optional[Rect], margin: int, layer_label: str = "the layer") -> Plan:
-    """The layer rectangle to read: the selection's bounds (image coordinates) moved onto the layer, grown by
-    `margin` for context and clipped to the layer; the whole layer when nothing is selected."""
-    layer = Rect(0, 0, layer_width, layer_height)
-    if layer.empty:
-        raise BadInput(f"{layer_label} has no pixels.")
-    if selection is None:
-        return Plan(layer, None, offset_x, offset_y)
-    on_layer = selection.shift(-offset_x, -offset_y).intersect(layer)
-    if on_layer.empty:
-        raise BadInput(f"The selection does not touch {layer_label}: select a part of it, or select nothing "
-                       f"to dream the whole layer.")
-    return Plan(on_layer.grow(margin).intersect(layer), on_layer, offset_x, offset_y)
 
 
 # --------------------------------------------------------------------------------------------- pixels
@@ -191,7 +119,7 @@ class PixelFormat:
 
     @property
     def bytes_per_pixel(self) -> int:
-        return self.channels * {"u8": 1, "u16": 2, "f32": 4}[self.sample]
+        return kit.pixel_bytes(self.channels, self.sample)
 
 
 def sample_for_precision(nick: str) -> str:
@@ -203,7 +131,7 @@ def sample_for_precision(nick: str) -> str:
         return "u16"
     if head in ("u32", "half", "float", "double"):
         return "f32"   # 32-bit integers and 16/64-bit floats travel as float: no precision the engine can use is lost
-    raise BadInput(f'The image precision "{nick}" is not supported: convert it with Image › Precision.')
+    raise UserError(f'The image precision "{nick}" is not supported: convert it with Image › Precision.')
 
 
 def pixel_format(gray: bool, alpha: bool, sample: str) -> PixelFormat:
@@ -225,20 +153,18 @@ def engine_mask(selection: bytes, plan: Plan) -> Optional[bytes]:
     if plan.selected is None:
         return None
     expected = plan.region.width * plan.region.height
-    if len(selection) != expected:
+    if len(selection) != expected:   # GEGL handed out another size: a bug here, not the user's doing
         raise ValueError(f"selection mask has {len(selection)} bytes, expected {expected}")
-    mask = bytes(selection).translate(_HARD)
-    if mask.count(0) == len(mask):
-        raise BadInput("Nothing is selected on this layer (the selection is fully transparent here).")
-    return mask
+    kit.check_mask(selection, plan.region, "this layer")
+    return bytes(selection).translate(_HARD)
 
 
 def check_result(result: bytes, plan: Plan, fmt: PixelFormat) -> bytes:
     """The engine's pixels, only if they have exactly the size that was sent: never write a wrong-sized buffer."""
     expected = plan.region.width * plan.region.height * fmt.bytes_per_pixel
     if len(result) != expected:
-        raise BadInput(f"The engine sent {len(result)} bytes for a region of {expected}; the image was not "
-                       f"changed (update the engine and the plug-in together).")
+        raise UserError(f"The engine sent {len(result)} bytes for a region of {expected}; the image was not "
+                        f"changed (update the engine and the plug-in together).")
     return result
 
 
@@ -258,21 +184,6 @@ LAYER_PROBLEMS: Dict[str, str] = {
 
 def layer_problem(kind: str, name: str) -> str:
     return f'"{name}" {LAYER_PROBLEMS[kind]}'
-
-
-def engine_config(data: Mapping[str, Any]) -> Tuple[str, Optional[str], Optional[str]]:
-    """("spawn", python, None) or ("connect", url, token) from engine.json, which the installer writes."""
-    if not isinstance(data, Mapping):
-        raise BadInput("engine.json must hold a JSON object: run install.py again.")
-    url, token, python = data.get("url"), data.get("token"), data.get("python")
-    if url:
-        if not isinstance(url, str) or not re.match(r"^https?://", url):
-            raise BadInput(f'engine.json: "url" must be an http:// address, not {url!r}.')
-        return "connect", url, token if isinstance(token, str) and token else None
-    if not python or not isinstance(python, str):
-        raise BadInput('engine.json names no engine: set "python" to the luciddream environment\'s Python '
-                       '(run install.py --venv VENV again) or "url" to a luciddream serve address.')
-    return "spawn", python, None
 
 
 def progress_text(message: str, octave: Optional[int], octaves: Optional[int]) -> str:

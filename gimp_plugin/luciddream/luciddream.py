@@ -5,15 +5,19 @@ GIMP's Python has no torch, so the dreaming happens in the luciddream engine: a 
 engine's own Python (engine.json "python"), or a `luciddream serve` (engine.json "url"). This file only does what
 needs GIMP: the procedure and its dialog, reading the layer and the selection through GEGL, progress, and writing
 the result back in one undo step. Every decision that needs no GIMP lives in dreamcore.py, which tests cover
-without GIMP; protocol.py (the engine's client) is copied beside this file by install.py.
+without GIMP; install.py copies the kit (what the GIMP and Krita plug-ins decide alike) and the protocol package
+(the engine's client) beside this file.
+
+The presets, ranges and defaults the procedure's arguments show are the engine's offer: GIMP registers arguments
+before any worker runs, so registration reads the copy install.py cached in engine.json, and each dream checks its
+values again against the offer in the worker's hello.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import traceback
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 HERE = os.path.dirname(os.path.realpath(__file__))
 if HERE not in sys.path:
@@ -27,14 +31,11 @@ gi.require_version("Gegl", "0.4")
 from gi.repository import GLib, GObject, Gegl, Gimp  # noqa: E402
 
 import dreamcore as core  # noqa: E402
+import kit  # noqa: E402
 
 PROCEDURE = "plug-in-luciddream"
 ENGINE_JSON = os.path.join(HERE, "engine.json")
 RW = GObject.ParamFlags.READWRITE
-
-
-class Failure(Exception):
-    """Ends the run with a message for the user and the image untouched."""
 
 
 class Cancelled(Exception):
@@ -50,8 +51,12 @@ def _choice(entries: dict) -> Gimp.Choice:
     return choice
 
 
-def _text(entry: Any) -> str:
-    return entry[0] if isinstance(entry, tuple) else entry
+def cached_offer() -> Optional[kit.Offer]:
+    """The offer install.py cached in engine.json; None when it is missing (each run then says how to fix it)."""
+    try:
+        return kit.offer_from_config(kit.read_config(ENGINE_JSON), ENGINE_JSON)
+    except kit.UserError:
+        return None
 
 
 def build_procedure(plugin: Gimp.PlugIn, name: str) -> Gimp.Procedure:
@@ -68,21 +73,25 @@ def build_procedure(plugin: Gimp.PlugIn, name: str) -> Gimp.Procedure:
         "selection are never changed. The dreaming runs in the luciddream engine named in engine.json.",
         name)
     proc.set_attribution("luciddream", "luciddream", "2025")
-    d = core.Options()
-    r = core.RANGES
     proc.add_string_argument("targets", "_Targets", "ImageNet classes with optional weights, e.g. "
                              "'goldfish, peacock=0.5', or layers such as 'layer:block6'; empty: the preset or "
-                             "the model's classic look", d.targets, RW)
+                             "the model's classic look", "", RW)
+    offer = cached_offer()
+    if offer is None:   # no engine.json yet: only the targets; a run says to run install.py
+        return proc
+    d = core.default_options(offer)
+    r = core.ranges(offer)
     proc.add_choice_argument("preset", "_Layer preset", "A network layer to dream as well as the targets",
-                             _choice({k: v[0] for k, v in core.PRESETS.items()}), d.preset, RW)
-    proc.add_choice_argument("model", "_Model", "The network that dreams", _choice(core.MODELS), d.model, RW)
+                             _choice(core.preset_choices(offer)), d.preset, RW)
+    proc.add_choice_argument("model", "_Model", "The network that dreams", _choice(core.model_choices(offer)),
+                             d.model, RW)
     proc.add_int_argument("octaves", "_Octaves", "Scales to dream at, from small to full size", *r["octaves"],
                           d.octaves, RW)
     proc.add_int_argument("steps", "_Steps", "Steps per octave", *r["steps"], d.steps, RW)
-    proc.add_double_argument("strength", "St_rength", "Mean change per step, in 8-bit levels", *r["strength"],
-                             d.strength, RW)
+    proc.add_double_argument("strength", "St_rength", "Mean change per step, in 8-bit levels",
+                             *map(float, r["strength"]), float(d.strength), RW)
     proc.add_double_argument("detail-size", "_Detail size", "Growth between octaves: larger values dream larger "
-                             "shapes", *r["detail_size"], d.detail_size, RW)
+                             "shapes", *map(float, r["detail_size"]), float(d.detail_size), RW)
     proc.add_int_argument("tile", "T_ile size", "Largest window the network sees at once (memory vs. speed)",
                           *r["tile"], d.tile, RW)
     proc.add_int_argument("seed", "S_eed", "Same seed, same result on the same machine; -1 picks a new one",
@@ -115,11 +124,15 @@ def run(procedure: Gimp.Procedure, run_mode: Gimp.RunMode, image: Gimp.Image, dr
     """GIMP has already loaded the last-used values into `config` for INTERACTIVE and WITH_LAST_VALS runs and
     saves them again after a successful run, so "Repeat" and scripts need nothing extra here."""
     try:
-        if run_mode == Gimp.RunMode.INTERACTIVE and not show_dialog(procedure, config):
+        engine = kit.read_config(ENGINE_JSON)
+        offer = kit.offer_from_config(engine, ENGINE_JSON)
+        registered = {spec.name for spec in config.list_properties()}
+        present = [name for name in ARGUMENTS if name in registered]   # all of them once engine.json was there
+        if run_mode == Gimp.RunMode.INTERACTIVE and not show_dialog(procedure, config, present):
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, None)
-        opts = core.options_from({name: config.get_property(name) for name in ARGUMENTS})
-        return dream(procedure, image, drawables, opts)
-    except (core.BadInput, Failure) as exc:
+        opts = core.options_from({name: config.get_property(name) for name in present}, offer)
+        return dream(procedure, image, drawables, opts, engine, offer)
+    except kit.UserError as exc:
         return _error(procedure, str(exc))
     except Cancelled:
         return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, None)
@@ -134,12 +147,12 @@ def _error(procedure: Gimp.Procedure, message: str) -> Gimp.ValueArray:
     return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, error)
 
 
-def show_dialog(procedure: Gimp.Procedure, config: Gimp.ProcedureConfig) -> bool:
+def show_dialog(procedure: Gimp.Procedure, config: Gimp.ProcedureConfig, arguments: List[str]) -> bool:
     """GIMP's own dialog for the procedure's arguments; GimpUi (GTK) is loaded only here, never for scripts."""
     from gi.repository import GimpUi
     GimpUi.init("luciddream")
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Lucid Dream")
-    dialog.fill(ARGUMENTS)
+    dialog.fill(arguments)
     try:
         return bool(dialog.run())
     finally:
@@ -147,63 +160,85 @@ def show_dialog(procedure: Gimp.Procedure, config: Gimp.ProcedureConfig) -> bool
 
 
 def check_drawable(image: Gimp.Image, drawables: List[Gimp.Drawable]) -> Gimp.Layer:
-    """The one layer to dream on, or a Failure that says why not (instead of a crash or a half-written layer)."""
+    """The one layer to dream on, or a UserError that says why not (instead of a crash or a half-written layer)."""
     if len(drawables) != 1:
-        raise Failure("Select exactly one layer to dream on (several or none are selected).")
+        raise kit.UserError("Select exactly one layer to dream on (several or none are selected).")
     drawable = drawables[0]
     name = drawable.get_name()
     if image.get_base_type() == Gimp.ImageBaseType.INDEXED:
-        raise Failure(core.layer_problem("indexed", name))
+        raise kit.UserError(core.layer_problem("indexed", name))
     if not drawable.is_layer():
-        raise Failure(core.layer_problem("channel", name))
+        raise kit.UserError(core.layer_problem("channel", name))
     for kind in ("text", "vector", "link"):   # vector and link layers exist from GIMP 3.2 on
         test = getattr(drawable, f"is_{kind}_layer", None)
         if test is not None and test():
-            raise Failure(core.layer_problem(kind, name))
+            raise kit.UserError(core.layer_problem(kind, name))
     for kind in ("VectorLayer", "LinkLayer"):
         cls = getattr(Gimp, kind, None)
         if cls is not None and isinstance(drawable, cls):
-            raise Failure(core.layer_problem(kind[:-5].lower(), name))
+            raise kit.UserError(core.layer_problem(kind[:-5].lower(), name))
     if drawable.is_group():
-        raise Failure(core.layer_problem("group", name))
+        raise kit.UserError(core.layer_problem("group", name))
     if drawable.get_lock_content():
-        raise Failure(core.layer_problem("locked", name))
+        raise kit.UserError(core.layer_problem("locked", name))
     return drawable
 
 
-def selection_bounds(image: Gimp.Image) -> Optional[core.Rect]:
+def selection_bounds(image: Gimp.Image) -> Optional[kit.Rect]:
     """The selection's bounding box in image coordinates, or None when nothing is selected."""
     _, non_empty, x1, y1, x2, y2 = Gimp.Selection.bounds(image)
     if not non_empty:
         return None
-    return core.Rect(x1, y1, x2 - x1, y2 - y1)
+    return kit.Rect(x1, y1, x2 - x1, y2 - y1)
 
 
-def read(buffer: Gegl.Buffer, rect: core.Rect, babl: str) -> bytes:
+def read(buffer: Gegl.Buffer, rect: kit.Rect, babl: str) -> bytes:
     return bytes(buffer.get(Gegl.Rectangle.new(rect.x, rect.y, rect.width, rect.height), 1.0, babl,
                             Gegl.AbyssPolicy.NONE))
 
 
-def dream(procedure: Gimp.Procedure, image: Gimp.Image, drawables: List[Gimp.Drawable],
-          opts: core.Options) -> Gimp.ValueArray:
-    """Check everything, read, let the engine dream, then write once: any failure before the write leaves the
-    image exactly as it was, and GIMP's Cancel (it kills this process) does too, since the worker follows us."""
-    layer = check_drawable(image, drawables)
-    settings = core.engine_settings(opts)
-    targets = core.targets_for(opts.preset, opts.targets)
+def prepare(image: Gimp.Image, layer: Gimp.Layer, opts: core.Options,
+            offer: kit.Offer) -> Tuple[Dict[str, Any], Optional[str], kit.Plan]:
+    """The settings, targets and region of this dream as `offer` allows them (one sentence if it does not)."""
+    settings = core.engine_settings(opts, offer)
+    targets = core.targets_for(opts.preset, opts.targets, offer)
     _, off_x, off_y = layer.get_offsets()
-    plan = core.plan_region(layer.get_width(), layer.get_height(), off_x, off_y, selection_bounds(image),
-                            core.CONTEXT, f'the layer "{layer.get_name()}"')
+    plan = kit.plan_region(layer.get_width(), layer.get_height(), off_x, off_y, selection_bounds(image),
+                           offer.context, f'the layer "{layer.get_name()}"')
+    return settings, targets, plan
+
+
+def dream(procedure: Gimp.Procedure, image: Gimp.Image, drawables: List[Gimp.Drawable], opts: core.Options,
+          engine: kit.EngineConfig, offer: kit.Offer) -> Gimp.ValueArray:
+    """Check everything, read, let the engine dream, then write once: any failure before the write leaves the
+    image exactly as it was, and GIMP's Cancel (it kills this process) does too, since the worker follows us.
+
+    The values are checked against the cached offer before the engine starts (a typo fails at once), then again
+    against the live one from the worker's hello, which is what the engine that dreams accepts."""
+    layer = check_drawable(image, drawables)
+    _, _, plan = prepare(image, layer, opts, offer)
     sample = core.sample_for_precision(image.get_precision().value_nick)
     fmt = core.pixel_format(image.get_base_type() == Gimp.ImageBaseType.GRAY, layer.has_alpha(), sample)
-
-    pixels = read(layer.get_buffer(), plan.region, fmt.babl)
-    mask = None
-    if plan.selected is not None:
-        mask = core.engine_mask(read(image.get_selection().get_buffer(), plan.mask_rect, "Y u8"), plan)
+    pixels, mask = read_region(image, layer, plan, fmt)
 
     Gimp.progress_init("Lucid Dream: starting the engine…")
-    result = core.check_result(run_engine(pixels, plan, fmt, mask, targets, settings), plan, fmt)
+    protocol = import_protocol()
+    try:
+        client = open_engine(protocol, engine)
+    except protocol.WorkerError as exc:
+        raise kit.UserError(exc.message) from None
+    try:
+        live = kit.offer_from_hello(client.hello(), offer)
+        settings, targets, live_plan = prepare(image, layer, opts, live)
+        if live_plan != plan:   # the engine's context margin changed since install.py cached its offer
+            plan = live_plan
+            pixels, mask = read_region(image, layer, plan, fmt)
+        result = core.check_result(run_job(protocol, client, pixels, plan, fmt, mask, targets, settings), plan,
+                                   fmt)
+    except protocol.WorkerError as exc:
+        raise kit.UserError(exc.message) from None
+    finally:
+        client.close()
     Gimp.progress_set_text("Lucid Dream: writing the result")
     write(image, layer, plan, fmt, result, opts.output, core.layer_name(layer.get_name(), targets))
     Gimp.progress_update(1.0)
@@ -212,32 +247,35 @@ def dream(procedure: Gimp.Procedure, image: Gimp.Image, drawables: List[Gimp.Dra
     return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, None)
 
 
-def open_engine() -> Any:
-    """A protocol Client as engine.json (written by install.py) says: a `luciddream serve` or a spawned worker."""
+def read_region(image: Gimp.Image, layer: Gimp.Layer, plan: kit.Plan,
+                fmt: core.PixelFormat) -> Tuple[bytes, Optional[bytes]]:
+    """The layer's pixels in the plan's region and the engine's mask of the selection there (None: all)."""
+    pixels = read(layer.get_buffer(), plan.region, fmt.babl)
+    mask = None
+    if plan.selected is not None:
+        mask = core.engine_mask(read(image.get_selection().get_buffer(), plan.mask_rect, "Y u8"), plan)
+    return pixels, mask
+
+
+def import_protocol() -> Any:
+    """The engine's client package, copied beside this file by install.py."""
     try:
-        from protocol import Client  # copied beside this file by install.py
+        import protocol
     except ImportError:
-        raise Failure(f"protocol.py is missing from {HERE}: run install.py again.") from None
-    try:
-        with open(ENGINE_JSON, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise Failure(f"{ENGINE_JSON} is missing: run install.py --venv VENV to say where the engine is.") from None
-    except (OSError, ValueError) as exc:
-        raise Failure(f"{ENGINE_JSON} cannot be read ({exc}): run install.py again.") from None
-    how, where, token = core.engine_config(data)
-    if how == "connect":
-        return Client.connect(where, token)
-    return Client.spawn(where)
+        raise kit.UserError(f"The protocol package is missing from {HERE}: run install.py again.") from None
+    return protocol
 
 
-def run_engine(pixels: bytes, plan: core.Plan, fmt: core.PixelFormat, mask: Optional[bytes],
-               targets: Optional[str], settings: dict) -> bytes:
-    from protocol import JobCancelled, WorkerError
-    try:
-        client = open_engine()
-    except WorkerError as exc:
-        raise Failure(exc.message) from None
+def open_engine(protocol: Any, engine: kit.EngineConfig) -> Any:
+    """A protocol Client as engine.json (written by install.py) says: a `luciddream serve` or a spawned worker,
+    started without GIMP's Python variables (kit.worker_env), as Krita starts it."""
+    if engine.how == "connect":
+        return protocol.Client.connect(engine.url, engine.token)
+    return protocol.Client.spawn(engine.python, env=kit.worker_env())
+
+
+def run_job(protocol: Any, client: Any, pixels: bytes, plan: kit.Plan, fmt: core.PixelFormat,
+            mask: Optional[bytes], targets: Optional[str], settings: dict) -> bytes:
     try:
         region = plan.region
         job = client.dream(pixels, region.width, region.height, fmt.channels, fmt.sample, mask, targets, settings)
@@ -246,15 +284,11 @@ def run_engine(pixels: bytes, plan: core.Plan, fmt: core.PixelFormat, mask: Opti
             Gimp.progress_update(max(0.0, min(1.0, event.fraction)))
             Gimp.progress_set_text(core.progress_text(event.message, event.octave, event.octaves))
         return job.result()
-    except JobCancelled:
+    except protocol.JobCancelled:
         raise Cancelled() from None
-    except WorkerError as exc:
-        raise Failure(exc.message) from None
-    finally:
-        client.close()
 
 
-def write(image: Gimp.Image, layer: Gimp.Layer, plan: core.Plan, fmt: core.PixelFormat, result: bytes,
+def write(image: Gimp.Image, layer: Gimp.Layer, plan: kit.Plan, fmt: core.PixelFormat, result: bytes,
           output: str, new_name: str) -> None:
     """One undo step: the shadow buffer merged through the selection (GIMP blends soft edges), on this layer or on
     a copy inserted just above it."""

@@ -112,6 +112,13 @@ def run_case():
         pdb = Gimp.get_pdb()
         proc = pdb.lookup_procedure("plug-in-luciddream")
         report["found"] = proc is not None
+        try:   # what the dialog's preset menu lists: (nick, label) in menu order
+            preset = proc.find_argument("preset")
+            if preset is not None:
+                choice = Gimp.param_spec_choice_get_choice(preset)
+                report["preset_choices"] = [[nick, choice.get_label(nick)] for nick in choice.list_nicks()]
+        except Exception:   # only the preset test needs these; it shows this error, the others go on
+            report["preset_choices_error"] = traceback.format_exc()
         config = proc.create_config()
         if JOB.get("last_values"):
             # What an interactive run leaves behind (only INTERACTIVE runs save them); Filters › Repeat reads it back.
@@ -138,7 +145,7 @@ def run_case():
             save("after.bin", get(layer, fmt))
         layers = img.get_layers()
         report["layers_after"] = len(layers)
-        report["layer_names"] = [l.get_name() for l in layers]
+        report["layer_names"] = [item.get_name() for item in layers]
         if len(layers) > report["layers_before"]:
             new = layers[0]
             report["new_offsets"] = list(new.get_offsets()[1:])
