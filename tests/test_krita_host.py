@@ -1,8 +1,9 @@
 """Real Krita 5 under Xvfb: the plug-in installed by install.py, the docker driven through its scenarios by the
 test-only driver plug-in (tests/hosts/krita_driver), and the pixel code against Krita's API through kritarunner.
 
-One Krita launch runs every docker scenario (registration, CMYK refusal, cancel, dream via the menu action,
-screenshot) because a launch plus a worker start costs ~15 s; the tests below each check one part of its report.
+One Krita launch runs every docker scenario (registration and the presets listed, CMYK refusal, cancel, dream via
+the menu action, screenshot) because a launch plus a worker start costs ~15 s; the tests below each check one part
+of its report. The settings test has its own HOME and two launches (set, quit, start again, read).
 Needs `tests/hosts/setup_krita.sh`; without Krita these tests skip, except under CI, where they fail.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional, Tuple
 
 import numpy as np
 import pytest
@@ -53,27 +55,36 @@ def installed_home(krita_template):
     shutil.rmtree(home, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def krita_run(installed_home, tmp_path_factory):
-    """Launch Krita once with the driver; returns (output folder, report, exit status)."""
-    krita_launch.add_driver(installed_home)
-    out = tmp_path_factory.mktemp("krita-run")
+def launch_with_driver(home: Path, out: Path, scenario: Optional[dict] = None) -> Tuple[dict, int]:
+    """One Krita launch driven by the test driver; returns (report, exit status)."""
     started = time.time()
-    result = krita_launch.launch(installed_home, out, timeout=300)
+    result = krita_launch.launch(home, out, scenario, timeout=300)
     report_file = out / "report.json"
     if not report_file.exists():
         pytest.fail(f"Krita exited with {result.returncode} and no report; see {out}/krita.stderr and "
                     f"{out}/driver.log")
     report = json.loads(report_file.read_text(encoding="utf-8"))
     report["launch_s"] = round(time.time() - started, 1)
-    return out, report, result.returncode
+    return report, result.returncode
+
+
+@pytest.fixture(scope="session")
+def krita_run(installed_home, tmp_path_factory):
+    """Launch Krita once with the driver; returns (output folder, report, exit status)."""
+    krita_launch.add_driver(installed_home)
+    out = tmp_path_factory.mktemp("krita-run")
+    report, code = launch_with_driver(installed_home, out)
+    return out, report, code
 
 
 def test_install_py_puts_the_plugin_in_pykrita_and_enables_it(installed_home):
     pykrita = installed_home / ".local" / "share" / "krita" / "pykrita"
     assert (pykrita / "luciddream.desktop").is_file()
-    assert (pykrita / "luciddream" / "protocol.py").read_bytes() == \
-        (ROOT / "engine" / "luciddream" / "protocol.py").read_bytes()
+    source = ROOT / "engine" / "luciddream" / "protocol"
+    assert sorted(p.name for p in (pykrita / "luciddream" / "protocol").glob("*.py")) == \
+        sorted(p.name for p in source.glob("*.py"))
+    for path in source.glob("*.py"):
+        assert (pykrita / "luciddream" / "protocol" / path.name).read_bytes() == path.read_bytes()
     config = json.loads((pykrita / "luciddream" / "engine.json").read_text())
     assert Path(config["python"]) == VENV / "bin" / "python" and config["url"] is None
     assert "enable_luciddream=true" in (installed_home / ".config" / "kritarc").read_text().splitlines()
@@ -90,6 +101,42 @@ def test_docker_and_menu_action_are_registered(krita_run):
     assert report["docker_registered"] and report["docker_title"] == "Lucid Dream"
     assert report["action_registered"]
     assert "/pykrita/luciddream/" in report["product_file"]
+
+
+def test_the_docker_lists_the_engines_presets(krita_run):
+    from luciddream.offer import describe
+
+    _, report, _ = krita_run
+    shown = [(p["name"], p["label"], p["targets"]) for p in report["presets"]]
+    assert shown == [(p["name"], p["label"], p["targets"]) for p in describe()["presets"]]
+
+
+def test_settings_persist_across_a_krita_restart(krita_template, tmp_path):
+    """Values set through the docker's widgets come back after Krita quits and starts again."""
+    from luciddream.offer import describe
+
+    offer = describe()
+    home = krita_launch.new_home(krita_template)
+    try:
+        result = krita_launch.install_plugin(home, VENV)
+        assert result.returncode == 0, f"install.py failed:\n{result.stdout}\n{result.stderr}"
+        krita_launch.add_driver(home)
+        wanted = {"steps": 37, "step_size": 2.25, "octaves": 5, "octave_scale": 1.75, "tile": 320, "feather": 9,
+                  "seed": 4242, "visible": True, "model": offer["models"][-1], "preset": offer["presets"][-1]["name"]}
+        first, code = launch_with_driver(home, tmp_path / "first", {"steps": ["check_registration", "persist_set"],
+                                                                    "persist": wanted})
+        assert first.get("error") is None and code == 0, first.get("error")
+        shown = first["defaults_shown"]                      # a first start shows the engine's defaults
+        assert {k: shown[k] for k in offer["defaults"]} == offer["defaults"]
+        assert (shown["visible"], shown["preset"]) == (False, offer["presets"][0]["name"])
+        assert first["persist_set"] == wanted
+        assert "[luciddream]" in (home / ".config" / "kritarc").read_text().splitlines()
+        second, code = launch_with_driver(home, tmp_path / "second", {"steps": ["check_registration",
+                                                                                "persist_read"]})
+        assert second.get("error") is None and code == 0, second.get("error")
+        assert second["persist_read"] == wanted
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_cmyk_is_refused_with_a_sentence_and_nothing_changes(krita_run):

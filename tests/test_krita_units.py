@@ -1,13 +1,18 @@
-"""The Krita plug-in's pure-Python parts, without Krita: pixel formats, selections, targets, the document logic
-(against small fakes of Krita's API) and the engine connection (against a real worker)."""
+"""The Krita plug-in's pure-Python parts, without Krita: pixel formats, selections, targets, the document logic,
+the settings and the session (against small fakes of Krita's API) and the engine connection (against a real
+worker)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
+import queue
 import random
 import struct
 import sys
 import threading
+import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -17,13 +22,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "hosts"))
 import krita_plugin_loader  # noqa: E402
 
 px = krita_plugin_loader.load("pixels")
-region = krita_plugin_loader.load("region")
+kit = krita_plugin_loader.load("kit")
 targets = krita_plugin_loader.load("targets")
 engine = krita_plugin_loader.load("engine")
 document = krita_plugin_loader.load("document")
+settings = krita_plugin_loader.load("settings")
+session = krita_plugin_loader.load("session")
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+
+
+def engine_offer() -> dict:
+    """What the engine offers (the hello's "offer", engine.json's cached copy)."""
+    from luciddream.offer import describe
+    return describe()
+
+
+OFFER = kit.Offer.from_dict(engine_offer())
+CONTEXT = OFFER.context
 
 
 # ---------------------------------------------------------------------------------------------------- pixels
@@ -75,16 +92,16 @@ def test_formats_that_pass_through(model, depth, channels, sample):
 
 @pytest.mark.parametrize("model,word", [("CMYKA", "CMYK"), ("LABA", "L*a*b*"), ("XYZA", "XYZ"), ("", "unknown")])
 def test_other_colour_models_get_one_sentence(model, word):
-    with pytest.raises(px.PixelError) as err:
+    with pytest.raises(kit.UserError) as err:
         px.pixel_format(model, "U8")
     text = str(err.value)
     assert word in text and "Convert Image Color Space" in text and text.count(".") <= 2
 
 
 def test_unknown_depth_and_wrong_length_are_refused():
-    with pytest.raises(px.PixelError, match="cannot read"):
+    with pytest.raises(kit.UserError, match="cannot read"):
         px.pixel_format("RGBA", "U32")
-    with pytest.raises(px.PixelError, match="bytes"):
+    with pytest.raises(kit.UserError, match="bytes"):
         px.to_engine(b"\0" * 7, px.pixel_format("RGBA", "U8"), 2)
 
 
@@ -99,34 +116,37 @@ def test_clear_unselected_makes_only_unselected_pixels_transparent():
 
 # ---------------------------------------------------------------------------------------------------- region
 
+def dream_rect(selection, width: int, height: int):
+    """The rectangle the Krita plug-in reads: the kit's rule, with the engine's context margin."""
+    return kit.plan_region(width, height, 0, 0, selection, CONTEXT, "the image").region
+
+
 def test_no_selection_dreams_the_whole_canvas():
-    canvas = region.Rect(0, 0, 300, 200)
-    assert region.dream_rect(None, canvas) == canvas
+    assert dream_rect(None, 300, 200) == kit.Rect(0, 0, 300, 200)
 
 
 def test_selection_gets_half_a_tile_of_context_clipped_to_the_canvas():
-    canvas = region.Rect(0, 0, 1000, 800)
-    rect = region.dream_rect(region.Rect(400, 300, 64, 48), canvas)
-    assert rect == region.Rect(336, 236, 64 + 128, 48 + 128)
-    edge = region.dream_rect(region.Rect(10, 5, 64, 48), canvas)
+    rect = dream_rect(kit.Rect(400, 300, 64, 48), 1000, 800)
+    assert rect == kit.Rect(336, 236, 64 + 128, 48 + 128)
+    edge = dream_rect(kit.Rect(10, 5, 64, 48), 1000, 800)
     assert (edge.x, edge.y) == (0, 0) and edge.right == 10 + 64 + 64 and edge.bottom == 5 + 48 + 64
     from luciddream import masks
 
-    assert region.CONTEXT == masks.CONTEXT
+    assert CONTEXT == masks.CONTEXT      # the offer carries the engine's margin
 
 
-@pytest.mark.parametrize("sel,word", [(region.Rect(5, 5, 0, 10), "empty"), (region.Rect(500, 5, 10, 10), "outside")])
+@pytest.mark.parametrize("sel,word", [(kit.Rect(5, 5, 0, 10), "empty"), (kit.Rect(500, 5, 10, 10), "outside")])
 def test_bad_selections_get_one_sentence(sel, word):
-    with pytest.raises(region.RegionError, match=word):
-        region.dream_rect(sel, region.Rect(0, 0, 100, 100))
+    with pytest.raises(kit.UserError, match=word):
+        dream_rect(sel, 100, 100)
 
 
 def test_a_fully_transparent_selection_is_refused():
-    rect = region.Rect(0, 0, 4, 2)
-    with pytest.raises(region.RegionError, match="Nothing is selected"):
-        region.check_mask(bytes(8), rect)
-    region.check_mask(bytes([0] * 7 + [1]), rect)
-    region.check_mask(None, rect)
+    rect = kit.Rect(0, 0, 4, 2)
+    with pytest.raises(kit.UserError, match="Nothing is selected"):
+        kit.check_mask(bytes(8), rect)
+    kit.check_mask(bytes([0] * 7 + [1]), rect)
+    kit.check_mask(None, rect)
 
 
 # ---------------------------------------------------------------------------------------------------- targets
@@ -157,9 +177,9 @@ def test_targets_text_uses_class_indices_and_weights():
     slug = targets.layer_choice("block10", 0.5)
     assert targets.targets_text([gold, slug]) == "class:1, layer:block10=0.5"
     assert targets.targets_text([]) == ""                               # the model's classic layer
-    with pytest.raises(targets.TargetError, match="weight 0"):
+    with pytest.raises(kit.UserError, match="weight 0"):
         targets.targets_text([targets.layer_choice("block3", 0.0)])
-    with pytest.raises(targets.TargetError, match="layer name"):
+    with pytest.raises(kit.UserError, match="layer name"):
         targets.layer_choice("block 3; rm")
 
 
@@ -263,6 +283,7 @@ class FakeDoc:
     def refreshProjection(self): pass
     def waitForDone(self): pass
     def setActiveNode(self, node): self.active = node
+    def activeNode(self): return self.active
     def pixelData(self, x, y, w, h): return self.nodes[0].pixelData(x, y, w, h)
 
 
@@ -277,8 +298,8 @@ def painted_doc(**kw) -> tuple:
 
 def test_snapshot_without_selection_is_the_whole_layer_in_engine_order():
     doc, layer = painted_doc()
-    snap = document.read_snapshot(doc, layer, False)
-    assert snap.rect == region.Rect(0, 0, 40, 30) and snap.mask is None
+    snap = document.read_snapshot(doc, layer, False, CONTEXT)
+    assert snap.rect == kit.Rect(0, 0, 40, 30) and snap.mask is None
     assert snap.pixels[:4] == bytes([layer.data[2], layer.data[1], layer.data[0], layer.data[3]])
     job = snap.job("class:1", {"steps": 2})
     assert (job.width, job.height, job.channels, job.sample) == (40, 30, 4, "u8")
@@ -287,8 +308,8 @@ def test_snapshot_without_selection_is_the_whole_layer_in_engine_order():
 def test_snapshot_reads_the_soft_mask_with_context():
     doc, layer = painted_doc(w=300, h=200)
     doc.sel = FakeSelection(300, 200, (150, 100, 20, 10), value=128)
-    snap = document.read_snapshot(doc, layer, False)
-    assert snap.rect == region.Rect(150 - 64, 100 - 64, 20 + 128, 10 + 128)
+    snap = document.read_snapshot(doc, layer, False, CONTEXT)
+    assert snap.rect == kit.Rect(150 - 64, 100 - 64, 20 + 128, 10 + 128)
     assert snap.mask.count(128) == 200 and snap.mask.count(0) == snap.rect.area - 200
 
 
@@ -300,15 +321,15 @@ def test_snapshot_reads_the_soft_mask_with_context():
 def test_bad_sources_get_one_sentence(setup, word):
     doc, layer = painted_doc()
     d, n = setup(doc, layer)
-    with pytest.raises(document.DocumentError, match=word):
-        document.read_snapshot(d, n, False)
+    with pytest.raises(kit.UserError, match=word):
+        document.read_snapshot(d, n, False, CONTEXT)
 
 
 def test_cmyk_is_refused_before_anything_is_read():
     doc, layer = painted_doc()
     layer.model = "CMYKA"
-    with pytest.raises(document.DocumentError, match="CMYK"):
-        document.read_snapshot(doc, layer, False)
+    with pytest.raises(kit.UserError, match="CMYK"):
+        document.read_snapshot(doc, layer, False, CONTEXT)
 
 
 def engine_result(snap, change: int = 50) -> bytes:
@@ -325,7 +346,7 @@ def test_result_goes_to_a_new_layer_above_and_the_source_is_untouched():
     doc, layer = painted_doc(w=200, h=150)
     doc.sel = FakeSelection(200, 150, (80, 60, 16, 12))
     before = bytes(layer.data)
-    snap = document.read_snapshot(doc, layer, False)
+    snap = document.read_snapshot(doc, layer, False, CONTEXT)
     new = document.write_result(snap, engine_result(snap), "Dream: goldfish")
     assert layer.data == before
     assert [n.name() for n in doc.nodes] == ["Background", "Dream: goldfish"] and doc.active is new
@@ -342,7 +363,7 @@ def test_result_goes_to_a_new_layer_above_and_the_source_is_untouched():
 def test_visible_image_result_goes_on_top():
     doc, layer = painted_doc()
     doc.nodes.append(FakeNode(doc, "Top"))
-    snap = document.read_snapshot(doc, None, True)
+    snap = document.read_snapshot(doc, None, True, CONTEXT)
     document.write_result(snap, engine_result(snap), "Dream: x")
     assert [n.name() for n in doc.nodes] == ["Background", "Top", "Dream: x"]
 
@@ -350,7 +371,7 @@ def test_visible_image_result_goes_on_top():
 def test_a_layer_in_another_colour_space_gets_a_result_layer_in_that_space():
     doc, layer = painted_doc()
     layer.setColorSpace("RGBA", "U16", "g10.icc")
-    snap = document.read_snapshot(doc, layer, False)
+    snap = document.read_snapshot(doc, layer, False, CONTEXT)
     new = document.write_result(snap, snap.pixels, "Dream: y")
     assert (new.colorDepth(), new.colorProfile()) == ("U16", "g10.icc")
 
@@ -358,7 +379,7 @@ def test_a_layer_in_another_colour_space_gets_a_result_layer_in_that_space():
 @pytest.mark.parametrize("change,word", [("resize", "resized"), ("delete", "deleted"), ("convert", "colour space")])
 def test_a_document_changed_while_dreaming_is_left_alone(change, word):
     doc, layer = painted_doc()
-    snap = document.read_snapshot(doc, layer, False)
+    snap = document.read_snapshot(doc, layer, False, CONTEXT)
     if change == "resize":
         doc.w += 1
     elif change == "delete":
@@ -366,7 +387,7 @@ def test_a_document_changed_while_dreaming_is_left_alone(change, word):
     else:
         layer.depth = "F32"
     names = [n.name() for n in doc.nodes]
-    with pytest.raises(document.DocumentError, match=word):
+    with pytest.raises(kit.UserError, match=word):
         document.write_result(snap, snap.pixels, "Dream: z")
     assert [n.name() for n in doc.nodes] == names
 
@@ -374,24 +395,25 @@ def test_a_document_changed_while_dreaming_is_left_alone(change, word):
 # ---------------------------------------------------------------------------------------------------- engine
 
 def write_config(tmp_path: Path, **values) -> str:
+    """engine.json as install.py writes it, with the engine's offer cached (values override any key)."""
     path = tmp_path / "engine.json"
-    path.write_text(json.dumps({"python": None, "url": None, "token": None, **values}))
+    path.write_text(json.dumps({"python": None, "url": None, "token": None, "offer": engine_offer(), **values}))
     return str(path)
 
 
 def test_config_problems_are_sentences(tmp_path):
-    with pytest.raises(engine.EngineError, match="install.py"):
-        engine.load_config(str(tmp_path / "missing.json"))
+    with pytest.raises(kit.UserError, match="install.py"):
+        kit.read_config(str(tmp_path / "missing.json"))
     (tmp_path / "bad.json").write_text("{")
-    with pytest.raises(engine.EngineError, match="cannot be read"):
-        engine.load_config(str(tmp_path / "bad.json"))
-    with pytest.raises(engine.EngineError, match="neither"):
-        engine.load_config(write_config(tmp_path))
-    assert engine.load_config(write_config(tmp_path, url="http://127.0.0.1:1")).url == "http://127.0.0.1:1"
+    with pytest.raises(kit.UserError, match="cannot be read"):
+        kit.read_config(str(tmp_path / "bad.json"))
+    with pytest.raises(kit.UserError, match="neither"):
+        kit.read_config(write_config(tmp_path))
+    assert kit.read_config(write_config(tmp_path, url="http://127.0.0.1:1")).url == "http://127.0.0.1:1"
 
 
 def test_worker_env_drops_krita_python_variables():
-    env = engine.worker_env({"PYTHONPATH": "/krita", "PYTHONHOME": "/k", "HOME": "/h"})
+    env = kit.worker_env({"PYTHONPATH": "/krita", "PYTHONHOME": "/k", "HOME": "/h"})
     assert env == {"HOME": "/h"}
 
 
@@ -448,7 +470,7 @@ def test_real_worker_dreams_then_cancels_then_recovers_from_a_killed_worker(tmp_
         job = tiny_job()
         rec = Recorder()
         eng.start(job, rec.callbacks())
-        with pytest.raises(engine.EngineError, match="already running"):
+        with pytest.raises(kit.UserError, match="already running"):
             eng.start(job, Recorder().callbacks())
         assert rec.ended.wait(120), "the dream did not finish"
         pixels, code, message = rec.done[0]
@@ -485,3 +507,204 @@ def test_real_worker_dreams_then_cancels_then_recovers_from_a_killed_worker(tmp_
     finally:
         eng.close()
     assert eng._client is None
+
+
+# ---------------------------------------------------------------------------------------------------- settings
+
+class FakeSettings:
+    """Krita's readSetting/writeSetting: strings by (group, key), as kritarc keeps them."""
+
+    def __init__(self) -> None:
+        self.values: dict = {}
+
+    def readSetting(self, group, key, default):
+        return self.values.get((group, key), default)
+
+    def writeSetting(self, group, key, value):
+        self.values[(group, key)] = str(value)
+
+
+class FakeApp(FakeSettings):
+    """The part of Krita.instance() the session uses: settings, the active document, the open documents."""
+
+    def __init__(self, doc=None) -> None:
+        super().__init__()
+        self.doc = doc
+
+    def activeDocument(self):
+        return self.doc
+
+    def documents(self):
+        return [self.doc] if self.doc is not None else []
+
+
+class GuiLoop:
+    """Qt's event loop as the session sees it: calls posted from the job thread run here, in the test's thread."""
+
+    def __init__(self) -> None:
+        self.calls: "queue.Queue" = queue.Queue()
+
+    def post(self, call) -> None:
+        self.calls.put(call)
+
+    def run_until(self, done, timeout: float = 120.0) -> bool:
+        deadline = time.time() + timeout
+        while not done():
+            if time.time() > deadline:
+                return False
+            try:
+                self.calls.get(timeout=0.2)()
+            except queue.Empty:
+                pass
+        return True
+
+
+ENGINE_FIELDS = ("model", "octaves", "octave_scale", "steps", "step_size", "tile", "feather")
+
+
+def test_settings_start_from_the_engines_offer():
+    values = settings.defaults(OFFER)
+    assert tuple(getattr(values, k) for k in ENGINE_FIELDS) == tuple(engine_offer()["defaults"][k]
+                                                                      for k in ENGINE_FIELDS)
+    assert values.preset == engine_offer()["presets"][0]["name"] and values.visible is False
+    assert 0 <= values.seed < settings.FIRST_SEEDS
+    assert set(values.engine_settings()) == set(ENGINE_FIELDS) | {"seed"}
+    assert values.engine_settings()["octave_scale"] == values.octave_scale      # "Detail size" is octave_scale
+
+
+def test_settings_round_trip_through_kritas_settings():
+    store = FakeSettings()
+    chosen = replace(settings.defaults(OFFER), octaves=6, octave_scale=2.0, tile=256, steps=33, step_size=0.75,
+                     feather=12.0, seed=42, visible=True, preset=OFFER.presets[-1].name, model=OFFER.models[-1])
+    settings.save(store, chosen)
+    assert list(store.values) == [("luciddream", "settings")]
+    assert isinstance(json.loads(store.values[("luciddream", "settings")]), dict)
+    assert settings.load(store, OFFER) == chosen
+    fresh = settings.load(FakeSettings(), OFFER)                    # nothing stored: the engine's defaults
+    assert replace(fresh, seed=0) == replace(settings.defaults(OFFER), seed=0)
+
+
+def test_bad_stored_values_fall_back_to_defaults_and_are_logged(caplog):
+    caplog.set_level(logging.WARNING, logger="luciddream")
+    default = replace(settings.defaults(OFFER), seed=0)
+    for text in ("{", "[1, 2]", "null"):
+        store = FakeSettings()
+        store.writeSetting("luciddream", "settings", text)
+        assert replace(settings.load(store, OFFER), seed=0) == default
+    assert "not JSON" in caplog.text and "not a JSON object" in caplog.text
+    caplog.clear()
+    store = FakeSettings()
+    store.writeSetting("luciddream", "settings", json.dumps({
+        "octaves": 99, "tile": "big", "model": "gone", "visible": "yes", "preset": "nope", "step_size": True,
+        "steps": 7, "octave_scale": 2.5, "seed": 5, "from_a_newer_plugin": 1}))
+    loaded = settings.load(store, OFFER)
+    assert (loaded.steps, loaded.octave_scale, loaded.seed) == (7, 2.5, 5)
+    assert replace(loaded, steps=default.steps, octave_scale=default.octave_scale, seed=0) == default
+    for name in ("octaves", "tile", "model", "visible", "preset", "step_size"):
+        assert f"setting {name}=" in caplog.text
+    assert "steps=" not in caplog.text.replace("step_size", "")
+
+    class Broken(FakeSettings):
+        def readSetting(self, group, key, default):
+            raise RuntimeError("kritarc is gone")
+    assert replace(settings.load(Broken(), OFFER), seed=0) == default
+
+
+# ---------------------------------------------------------------------------------------------------- session
+
+def test_session_keeps_only_values_the_engine_accepts_and_stores_them(tmp_path):
+    app = FakeApp()
+    eng = engine.Engine(write_config(tmp_path, python=str(VENV_PYTHON)))
+    ses = session.Session(app, eng, GuiLoop().post)
+    assert ses.offer == OFFER and ses.problem is None
+    changed = []
+    ses.settings_changed.connect(lambda: changed.append(ses.settings))
+    ses.update(steps=20, octave_scale=1.8, tile=256)
+    assert (ses.settings.steps, ses.settings.octave_scale, ses.settings.tile) == (20, 1.8, 256) and len(changed) == 1
+    assert settings.load(app, OFFER) == ses.settings
+    ses.update(steps=0, tile=10 ** 6, model="gone")                 # outside the offer: refused, nothing changes
+    assert (ses.settings.steps, ses.settings.tile, ses.settings.model) == (20, 256, OFFER.default("model"))
+    assert len(changed) == 1
+    for _ in range(20):
+        assert 0 <= ses.roll_seed() <= session.WIDGET_SEED_MAX
+    assert session.Session(app, eng).settings == ses.settings     # Krita restarted: the stored settings come back
+
+
+def test_session_targets_are_listed_once_with_their_weights(tmp_path):
+    ses = session.Session(FakeApp(), engine.Engine(write_config(tmp_path, python=str(VENV_PYTHON))))
+    assert [(p.name, p.label, p.targets) for p in ses.presets()] == \
+        [(p["name"], p["label"], p["targets"]) for p in engine_offer()["presets"]]
+    for preset in ses.presets():                                    # each preset adds exactly its targets
+        assert ses.preset_target(preset.name).spec == preset.targets
+    changes = []
+    ses.targets_changed.connect(lambda: changes.append([c.spec for c in ses.targets]))
+    assert ses.add_preset("classic") == 0 and ses.add_preset("classic") == 0
+    assert ses.add_target(targets.class_choice(targets.classes()[1])) == 1
+    ses.set_weight(("layer", "block10"), 0.5)
+    assert [c.spec for c in ses.targets] == ["layer:block10=0.5", "class:1"]
+    ses.remove_targets([])                                          # nothing selected: the last row goes
+    assert [c.spec for c in ses.targets] == ["layer:block10=0.5"]
+    ses.clear_targets()
+    assert ses.targets == [] and len(changes) == 5
+    with pytest.raises(kit.UserError, match="Unknown preset"):
+        ses.add_preset("nope")
+
+
+def test_session_without_a_usable_engine_json_opens_and_says_why(tmp_path):
+    ses = session.Session(FakeApp(painted_doc()[0]), engine.Engine(str(tmp_path / "missing.json")))
+    assert ses.offer is None and ses.settings is None and "install.py" in ses.problem
+    ended = []
+    ses.finished.connect(lambda outcome, message: ended.append((outcome, message)))
+    assert ses.dream() is False
+    assert ended == [("error", ses.problem)] and ses.status == ses.problem
+
+
+def test_session_refuses_with_one_sentence_before_the_engine_starts(tmp_path):
+    ses = session.Session(FakeApp(None), engine.Engine(write_config(tmp_path, python=str(VENV_PYTHON))))
+    assert ses.dream() is False and ses.status == "Open an image first." and not ses.running
+    doc, layer = painted_doc()
+    layer.model = "CMYKA"
+    doc.active = layer
+    assert ses.dream(doc) is False and "CMYK" in ses.status and not ses.engine.busy
+
+
+def test_session_dreams_through_a_real_worker_then_cancels(tmp_path, quiet_env):
+    """The menu action's and the docker's path without Qt: targets and settings from the session, the job in a
+    real worker, its calls back in the 'GUI' thread, the live offer replacing the cached one, then a cancel."""
+    cached = engine_offer()
+    cached["presets"] = cached["presets"][:2]                       # an engine.json from an older install
+    eng = engine.Engine(write_config(tmp_path, python=str(VENV_PYTHON), offer=cached), spawn_env=quiet_env)
+    doc, layer = painted_doc(w=64, h=48)
+    doc.sel = FakeSelection(64, 48, (16, 12, 24, 16))
+    doc.active = layer
+    loop = GuiLoop()
+    ses = session.Session(FakeApp(doc), eng, loop.post)
+    assert len(ses.presets()) == 2
+    offers, ended, fractions = [], [], []
+    ses.offer_changed.connect(lambda: offers.append(ses.offer))
+    ses.finished.connect(lambda outcome, message: ended.append((outcome, message)))
+    ses.progress_changed.connect(fractions.append)
+    ses.update(steps=2, octaves=1, tile=128, seed=3)
+    ses.add_preset("textures")
+    try:
+        assert ses.dream(), ses.status
+        assert ses.running and ses.status.startswith("Dreaming")
+        assert ses.dream() is False and "already running" in ses.status
+        ended.clear()
+        assert loop.run_until(lambda: ended), "the dream did not finish"
+        outcome, message = ended[0]
+        assert outcome == "done", message
+        assert [n.name() for n in doc.nodes] == ["Background", "Dream: block3 (seed 3)"]
+        assert ses.last_layer is doc.nodes[1] and not ses.running and fractions[-1] == 1.0
+        assert offers == [OFFER] and ses.offer == OFFER                 # the worker's offer replaced the cache
+
+        names = [n.name() for n in doc.nodes]
+        ses.update(steps=500)
+        ended.clear()
+        ses.progress_changed.connect(lambda fraction: fraction > 0 and ses.cancel())
+        assert ses.dream(), ses.status
+        assert loop.run_until(lambda: ended), "cancel did not end the dream"
+        assert ended[0] == ("cancelled", kit.CANCELLED) and "not changed" in ses.status
+        assert [n.name() for n in doc.nodes] == names and not ses.running
+    finally:
+        ses.close()

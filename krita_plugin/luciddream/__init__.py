@@ -1,7 +1,8 @@
 """Lucid Dream for Krita: a docker that dreams inside the selection through the luciddream engine.
 
 Krita imports this package and the registration below runs. Outside Krita (unit tests) the `krita` module is
-missing and nothing is registered, so the pure modules (pixels, region, targets, engine) import on their own.
+missing and nothing is registered, so the modules without Qt (pixels, targets, engine, document, settings,
+session) import on their own.
 """
 try:
     import krita as _krita

@@ -1,90 +1,85 @@
-"""The "Lucid Dream" docker: targets, settings, Dream / Cancel, progress and a status line.
+"""The "Lucid Dream" docker: widgets bound to the session (session.py), nothing else.
 
-Threading: the engine job runs in a plain thread (engine.py) whose callbacks only emit Qt signals; Qt queues
-them into the GUI thread, where the widgets and the document are touched. So Krita stays responsive while the
-worker starts and dreams, and Krita's API is only ever called from the GUI thread.
+Every control writes its value into the session and redraws itself from the session's signals, so several dockers
+(one per Krita window) and the menu action all show and use the same targets and settings. The choices offered
+(presets, models, value ranges) are the engine's offer, as the session holds it.
 """
 from __future__ import annotations
 
-import random
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, List, Optional
 
 from krita import DockWidget, Krita
 
-from . import protocol
-from .document import DocumentError, Snapshot, read_snapshot, write_result
-from .engine import Callbacks, Engine, EngineError
-from .qt import QObject, Qt, QtWidgets, pyqtSignal
-from .targets import (LAYER_PRESETS, Choice, TargetError, class_choice, classes, layer_choice, layer_name, search,
-                      targets_text)
+from . import kit
+from .engine import Engine
+from .qt import GuiCalls, Qt, QtWidgets
+from .session import WIDGET_SEED_MAX, Session, Signal
+from .targets import Choice, class_choice, classes, search
 
 DOCKER_ID = "luciddream_docker"
-TILES = (128, 192, 256, 384, 512, 640, 768, 1024)
-MODELS = ("lite0", "lite1", "lite2")
-SEED_MAX = 2 ** 31 - 1
+NO_TARGETS = "Nothing listed: the classic puppyslug look."
 
-_engine: Optional[Engine] = None
+_session: Optional[Session] = None
+_gui_calls: Optional[GuiCalls] = None
 _dockers: List["LucidDreamDocker"] = []
 
 
-def shared_engine() -> Engine:
-    """One worker for the whole Krita session: loading the model is the slow part, so every docker shares it."""
-    global _engine
-    if _engine is None:
-        _engine = Engine()
-    return _engine
+def shared_session() -> Session:
+    """One session for the whole Krita process: loading the model is the slow part, so every docker shares the
+    worker, and the settings are one set."""
+    global _session, _gui_calls
+    if _session is None:
+        _gui_calls = GuiCalls()   # made here, in the GUI thread, so the calls it is handed run there
+        _session = Session(Krita.instance(), Engine(), _gui_calls.post)
+    return _session
 
 
 def shutdown() -> None:
     """Krita is closing: end the worker (it would also notice its parent is gone, but this is immediate)."""
-    global _engine
-    if _engine is not None:
-        _engine.close()
-        _engine = None
+    if _session is not None:
+        _session.close()
 
 
 def dockers() -> List["LucidDreamDocker"]:
     """Every Lucid Dream docker that exists (one per Krita window), for the menu action and tests."""
-    alive = []
-    for d in _dockers:
-        try:
-            d.objectName()
-        except RuntimeError:   # its C++ side was deleted with its window
-            continue
-        alive.append(d)
+    alive = [d for d in _dockers if _alive(d)]
     _dockers[:] = alive
     return list(alive)
-
-
-class _Bridge(QObject):
-    """Signals emitted from the job thread and delivered in the GUI thread."""
-
-    progress = pyqtSignal(float, str)
-    done = pyqtSignal(object, object, str)
-    hello = pyqtSignal(object)
 
 
 class LucidDreamDocker(DockWidget):
     """Settings › Dockers › Lucid Dream."""
 
-    # outcome ("done", "cancelled", "error") and the status sentence, whenever a dream attempt ends
-    finished = pyqtSignal(str, str)
-
     def __init__(self) -> None:
         super().__init__()
         self.setWindowTitle("Lucid Dream")
         self.setObjectName(DOCKER_ID)
-        self.engine = shared_engine()
-        self._snapshot: Optional[Snapshot] = None
-        self._name = ""
-        self._cancel_requested = False
-        self.last_layer: Any = None
-        self._bridge = _Bridge()
-        self._bridge.progress.connect(self._on_progress)
-        self._bridge.done.connect(self._on_done)
-        self._bridge.hello.connect(self._on_hello)
+        self.session = shared_session()
         self._build()
+        self._bindings: List[tuple] = []
+        s = self.session
+        self._bind(s.offer_changed, self._show_offer)
+        self._bind(s.settings_changed, self._show_settings)
+        self._bind(s.targets_changed, self._show_targets)
+        self._bind(s.status_changed, self.status_label.setText)
+        self._bind(s.progress_changed, lambda fraction: self.progress_bar.setValue(int(fraction * 1000)))
+        self._bind(s.running_changed, lambda _running: self._show_running())
+        bindings = self._bindings
+        self.destroyed.connect(lambda *_: [signal.disconnect(slot) for signal, slot in bindings])
+        self._show_offer()
+        self._show_settings()
+        self._show_targets()
+        self._show_running()
+        self.status_label.setText(s.status)
+        self.progress_bar.setValue(int(s.fraction * 1000))
         _dockers.append(self)
+
+    def _bind(self, signal: Signal, slot: Callable[..., None]) -> None:
+        def guarded(*args: Any) -> None:
+            if _alive(self):
+                slot(*args)
+        signal.connect(guarded)
+        self._bindings.append((signal, guarded))
 
     # ------------------------------------------------------------------------------------------------- widgets
 
@@ -97,25 +92,25 @@ class LucidDreamDocker(DockWidget):
         self.search_edit.setPlaceholderText("Search ImageNet classes: goldfish, peacock…")
         self.search_edit.setClearButtonEnabled(True)
         self.search_edit.textChanged.connect(self._on_search)
-        self.search_edit.returnPressed.connect(self._add_selected_class)
+        self.search_edit.returnPressed.connect(self.add_selected_class)
         self.results = QtWidgets.QListWidget()
         self.results.setMaximumHeight(96)
-        self.results.itemDoubleClicked.connect(lambda _item: self._add_selected_class())
+        self.results.itemDoubleClicked.connect(lambda _item: self.add_selected_class())
         add_class = QtWidgets.QPushButton("Add class")
-        add_class.clicked.connect(self._add_selected_class)
+        add_class.clicked.connect(self.add_selected_class)
         box.addWidget(self.search_edit)
         box.addWidget(self.results)
 
         row = QtWidgets.QHBoxLayout()
-        self.layer_combo = QtWidgets.QComboBox()
-        for label, layer in LAYER_PRESETS:
-            self.layer_combo.addItem(label, layer)
-        self.layer_combo.setToolTip("Dream a network layer instead of a class: the classic DeepDream looks.")
-        add_layer = QtWidgets.QPushButton("Add look")
-        add_layer.clicked.connect(self._add_layer_preset)
+        self.preset_combo = QtWidgets.QComboBox()
+        self.preset_combo.setToolTip("Dream a network layer instead of a class: the classic DeepDream looks.")
+        self.preset_combo.currentIndexChanged.connect(
+            lambda _i: self._set(preset=str(self.preset_combo.currentData() or "")))
+        add_preset = QtWidgets.QPushButton("Add look")
+        add_preset.clicked.connect(self.add_preset)
         row.addWidget(add_class)
-        row.addWidget(self.layer_combo, 1)
-        row.addWidget(add_layer)
+        row.addWidget(self.preset_combo, 1)
+        row.addWidget(add_preset)
         box.addLayout(row)
 
         self.target_table = QtWidgets.QTableWidget(0, 2)
@@ -129,50 +124,60 @@ class LucidDreamDocker(DockWidget):
         self.target_table.setMaximumHeight(130)
         box.addWidget(self.target_table)
         row = QtWidgets.QHBoxLayout()
-        self.targets_hint = QtWidgets.QLabel("Nothing listed: the classic puppyslug look.")
+        self.targets_hint = QtWidgets.QLabel(NO_TARGETS)
         self.targets_hint.setWordWrap(True)
         remove = QtWidgets.QPushButton("Remove")
-        remove.clicked.connect(self._remove_selected_targets)
+        remove.clicked.connect(self.remove_selected_targets)
         row.addWidget(self.targets_hint, 1)
         row.addWidget(remove)
         box.addLayout(row)
 
+        labels = kit.LABELS
         form = QtWidgets.QFormLayout()
         self.source_combo = QtWidgets.QComboBox()
         self.source_combo.addItem("Active layer", False)
         self.source_combo.addItem("Visible image", True)
+        self.source_combo.currentIndexChanged.connect(
+            lambda _i: self._set(visible=bool(self.source_combo.currentData())))
         form.addRow("Source", self.source_combo)
         self.model_combo = QtWidgets.QComboBox()
-        for name in MODELS:
-            self.model_combo.addItem(name)
-        form.addRow("Model", self.model_combo)
+        self.model_combo.currentIndexChanged.connect(
+            lambda _i: self.model_combo.currentData() and self._set(model=str(self.model_combo.currentData())))
+        form.addRow(labels["model"], self.model_combo)
         strength = QtWidgets.QHBoxLayout()
-        self.steps_spin = _spin(1, 200, 10, "Gradient steps per octave: more steps, stronger dream.")
-        self.step_size_spin = _dspin(0.1, 16.0, 1.5, 0.1, "Change per step in 8-bit levels: higher is bolder.")
+        self.steps_spin = _spin("Gradient steps per octave: more steps, stronger dream.")
+        self.steps_spin.valueChanged.connect(lambda v: self._set(steps=int(v)))
+        self.step_size_spin = _dspin(0.1, "Change per step in 8-bit levels: higher is bolder.")
+        self.step_size_spin.valueChanged.connect(lambda v: self._set(step_size=round(float(v), 3)))
         strength.addWidget(QtWidgets.QLabel("steps"))
         strength.addWidget(self.steps_spin)
         strength.addWidget(QtWidgets.QLabel("× size"))
         strength.addWidget(self.step_size_spin)
-        form.addRow("Strength", strength)
-        self.octaves_spin = _spin(1, 8, 4, "Scales to dream at: more octaves grow larger structures.")
-        form.addRow("Octaves", self.octaves_spin)
-        self.tile_combo = QtWidgets.QComboBox()
-        for t in TILES:
-            self.tile_combo.addItem(f"{t} px", t)
-        self.tile_combo.setCurrentIndex(TILES.index(640))
-        self.tile_combo.setToolTip("Largest window the network sees at once: smaller uses less memory.")
-        form.addRow("Detail size", self.tile_combo)
-        self.feather_spin = _spin(0, 500, 0, "Fade the dream in over this many pixels inside the selection.")
-        form.addRow("Feather", self.feather_spin)
+        form.addRow(labels["step_size"], strength)
+        self.octaves_spin = _spin("Scales to dream at: more octaves grow larger structures.")
+        self.octaves_spin.valueChanged.connect(lambda v: self._set(octaves=int(v)))
+        form.addRow(labels["octaves"], self.octaves_spin)
+        self.detail_spin = _dspin(0.05, "Growth between octaves: larger values dream larger shapes.")
+        self.detail_spin.valueChanged.connect(lambda v: self._set(octave_scale=round(float(v), 3)))
+        form.addRow(labels["octave_scale"], self.detail_spin)
+        self.tile_spin = _spin("Largest window the network sees at once: smaller uses less memory.")
+        self.tile_spin.setSingleStep(64)
+        self.tile_spin.setSuffix(" px")
+        self.tile_spin.valueChanged.connect(lambda v: self._set(tile=int(v)))
+        form.addRow(labels["tile"], self.tile_spin)
+        self.feather_spin = _spin("Fade the dream in over this many pixels inside the selection.")
+        self.feather_spin.valueChanged.connect(lambda v: self._set(feather=float(v)))
+        form.addRow(labels["feather"], self.feather_spin)
         seed = QtWidgets.QHBoxLayout()
-        self.seed_spin = _spin(0, SEED_MAX, random.randint(0, 99999), "Same seed, same dream.")
+        self.seed_spin = _spin("Same seed, same dream.")
+        self.seed_spin.valueChanged.connect(lambda v: self._set(seed=int(v)))
         self.dice_button = QtWidgets.QToolButton()
         self.dice_button.setText("Roll")
         self.dice_button.setToolTip("Roll a new random seed")
         self.dice_button.clicked.connect(self.roll_seed)
         seed.addWidget(self.seed_spin, 1)
         seed.addWidget(self.dice_button)
-        form.addRow("Seed", seed)
+        form.addRow(labels["seed"], seed)
         box.addLayout(form)
 
         row = QtWidgets.QHBoxLayout()
@@ -191,24 +196,112 @@ class LucidDreamDocker(DockWidget):
         self.progress_bar.setValue(0)
         self.progress_bar.setTextVisible(False)
         box.addWidget(self.progress_bar)
-        self.status_label = QtWidgets.QLabel("Select an area and press Dream.")
+        self.status_label = QtWidgets.QLabel("")
         self.status_label.setWordWrap(True)
         self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         box.addWidget(self.status_label)
         box.addStretch(1)
         self.setWidget(root)
+        self._settings_widgets = [self.source_combo, self.model_combo, self.steps_spin, self.step_size_spin,
+                                  self.octaves_spin, self.detail_spin, self.tile_spin, self.feather_spin,
+                                  self.seed_spin, self.preset_combo]
 
     def canvasChanged(self, canvas: Any) -> None:  # required by DockWidget; the active document is read on Dream
         pass
 
-    # ------------------------------------------------------------------------------------------------- targets
+    # ------------------------------------------------------------------------------- the session into the widgets
+
+    def _show_offer(self) -> None:
+        """Presets, models and ranges from the engine's offer."""
+        offer = self.session.offer
+        for widget in self._settings_widgets:
+            widget.setEnabled(offer is not None)
+        if offer is None:
+            return
+        with _quiet(self.preset_combo, self.model_combo, self.steps_spin, self.step_size_spin, self.octaves_spin,
+                    self.detail_spin, self.tile_spin, self.feather_spin, self.seed_spin):
+            self.preset_combo.clear()
+            for preset in offer.presets:
+                self.preset_combo.addItem(preset.label, preset.name)
+            self.model_combo.clear()
+            for name in offer.models:
+                self.model_combo.addItem(name, name)
+                self.model_combo.setItemData(self.model_combo.count() - 1, offer.model_titles.get(name, name),
+                                             Qt.ItemDataRole.ToolTipRole)
+            for spin, name in ((self.steps_spin, "steps"), (self.octaves_spin, "octaves"),
+                               (self.tile_spin, "tile"), (self.step_size_spin, "step_size"),
+                               (self.detail_spin, "octave_scale")):
+                low, high = offer.range(name)
+                spin.setRange(low, high)
+            low, high = offer.range("feather")
+            self.feather_spin.setRange(int(low), int(high))
+            low, high = offer.range("seed")
+            self.seed_spin.setRange(int(low), min(int(high), WIDGET_SEED_MAX))
+        self._show_settings()
+
+    def _show_settings(self) -> None:
+        values = self.session.settings
+        if values is None:
+            return
+        with _quiet(*self._settings_widgets):
+            self.source_combo.setCurrentIndex(max(0, self.source_combo.findData(values.visible)))
+            self.model_combo.setCurrentIndex(max(0, self.model_combo.findData(values.model)))
+            self.preset_combo.setCurrentIndex(max(0, self.preset_combo.findData(values.preset)))
+            self.steps_spin.setValue(values.steps)
+            self.step_size_spin.setValue(values.step_size)
+            self.octaves_spin.setValue(values.octaves)
+            self.detail_spin.setValue(values.octave_scale)
+            self.tile_spin.setValue(values.tile)
+            self.feather_spin.setValue(int(round(values.feather)))
+            self.seed_spin.setValue(values.seed)
+
+    def _show_targets(self) -> None:
+        """The target list; weights are updated in place so a spin box being edited keeps its focus."""
+        chosen = self.session.targets
+        table = self.target_table
+        keys = [table.item(row, 0).data(Qt.ItemDataRole.UserRole) for row in range(table.rowCount())]
+        if [tuple(k) for k in keys] != [(c.kind, c.key) for c in chosen]:
+            table.setRowCount(0)
+            for c in chosen:
+                self._add_row(c)
+        for row, c in enumerate(chosen):
+            spin = table.cellWidget(row, 1)
+            if spin.value() != c.weight:
+                with _quiet(spin):
+                    spin.setValue(c.weight)
+        n = len(chosen)
+        self.targets_hint.setText(NO_TARGETS if n == 0 else f"{n} target{'s' if n > 1 else ''}: weights mix them.")
+
+    def _add_row(self, choice: Choice) -> None:
+        table = self.target_table
+        row = table.rowCount()
+        table.insertRow(row)
+        item = QtWidgets.QTableWidgetItem(choice.label if choice.kind == "class" else f"layer {choice.label}")
+        key = (choice.kind, choice.key)
+        item.setData(Qt.ItemDataRole.UserRole, key)
+        table.setItem(row, 0, item)
+        weight = _dspin(0.1, "How strongly this target pulls (negative: away).")
+        weight.setRange(-10.0, 10.0)
+        weight.setValue(choice.weight)
+        weight.valueChanged.connect(lambda v: self.session.set_weight(key, float(v)))
+        table.setCellWidget(row, 1, weight)
+
+    def _show_running(self) -> None:
+        running = self.session.running
+        self.dream_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running and not self.session.cancelling)
+
+    # ---------------------------------------------------------------------------- the widgets into the session
+
+    def _set(self, **changes: Any) -> None:
+        self.session.update(**changes)
 
     def _on_search(self, text: str) -> None:
         self.results.clear()
         try:
             found = search(text, limit=40)
-        except TargetError as exc:
-            self.set_status(str(exc))
+        except kit.UserError as exc:
+            self.session.set_status(str(exc))
             return
         for c in found:
             item = QtWidgets.QListWidgetItem(f"{c.label}  #{c.index}")
@@ -219,203 +312,75 @@ class LucidDreamDocker(DockWidget):
         if found:
             self.results.setCurrentRow(0)
 
-    def _add_selected_class(self) -> None:
+    def add_selected_class(self) -> None:
         item = self.results.currentItem()
         if item is None:
             if self.search_edit.text().strip():
-                self.set_status(f'No ImageNet class matches "{self.search_edit.text().strip()}".')
+                self.session.set_status(f'No ImageNet class matches "{self.search_edit.text().strip()}".')
             return
-        self.add_target(class_choice(classes()[int(item.data(Qt.ItemDataRole.UserRole))]))
+        self._select_row(self.session.add_target(class_choice(classes()[int(item.data(Qt.ItemDataRole.UserRole))])))
 
-    def _add_layer_preset(self) -> None:
-        self.add_target(layer_choice(str(self.layer_combo.currentData())))
+    def add_preset(self) -> None:
+        """Add the look chosen in the preset list."""
+        name = self.preset_combo.currentData()
+        if not name:
+            return
+        try:
+            self._select_row(self.session.add_preset(str(name)))
+        except kit.UserError as exc:
+            self.session.set_status(str(exc))
 
-    def add_target(self, choice: Choice) -> None:
-        """Add a class or layer to the list (once; adding it again keeps the existing row and its weight)."""
-        for row in range(self.target_table.rowCount()):
-            if self.target_table.item(row, 0).data(Qt.ItemDataRole.UserRole) == (choice.kind, choice.key):
-                self.target_table.selectRow(row)
-                return
-        row = self.target_table.rowCount()
-        self.target_table.insertRow(row)
-        item = QtWidgets.QTableWidgetItem(choice.label if choice.kind == "class" else f"layer {choice.label}")
-        item.setData(Qt.ItemDataRole.UserRole, (choice.kind, choice.key))
-        self.target_table.setItem(row, 0, item)
-        weight = _dspin(-10.0, 10.0, choice.weight, 0.1, "How strongly this target pulls (negative: away).")
-        self.target_table.setCellWidget(row, 1, weight)
-        self._update_hint()
+    def _select_row(self, row: int) -> None:
+        self.target_table.selectRow(row)
 
-    def _remove_selected_targets(self) -> None:
-        rows = sorted({i.row() for i in self.target_table.selectedIndexes()}, reverse=True)
-        if not rows and self.target_table.rowCount():
-            rows = [self.target_table.rowCount() - 1]
-        for row in rows:
-            self.target_table.removeRow(row)
-        self._update_hint()
+    def remove_selected_targets(self) -> None:
+        self.session.remove_targets(sorted({i.row() for i in self.target_table.selectedIndexes()}))
 
     def clear_targets(self) -> None:
-        self.target_table.setRowCount(0)
-        self._update_hint()
-
-    def _update_hint(self) -> None:
-        n = self.target_table.rowCount()
-        self.targets_hint.setText("Nothing listed: the classic puppyslug look." if n == 0 else
-                                  f"{n} target{'s' if n > 1 else ''}: weights mix them.")
-
-    def choices(self) -> List[Choice]:
-        """The target list as the engine will get it."""
-        out = []
-        for row in range(self.target_table.rowCount()):
-            item = self.target_table.item(row, 0)
-            kind, key = item.data(Qt.ItemDataRole.UserRole)
-            label = item.text()[len("layer "):] if kind == "layer" else item.text()
-            out.append(Choice(kind, key, label, float(self.target_table.cellWidget(row, 1).value())))
-        return out
-
-    # ------------------------------------------------------------------------------------------------ settings
+        self.session.clear_targets()
 
     def roll_seed(self) -> None:
-        self.seed_spin.setValue(random.randint(0, SEED_MAX))
-
-    def settings(self) -> Dict[str, Any]:
-        """The engine's Settings fields, as the widgets show them."""
-        return {"model": self.model_combo.currentText(), "octaves": self.octaves_spin.value(),
-                "steps": self.steps_spin.value(), "step_size": round(self.step_size_spin.value(), 3),
-                "tile": int(self.tile_combo.currentData()), "seed": self.seed_spin.value(),
-                "feather": float(self.feather_spin.value())}
-
-    def set_status(self, text: str) -> None:
-        self.status_label.setText(text)
-
-    # ---------------------------------------------------------------------------------------------------- dream
-
-    @property
-    def running(self) -> bool:
-        return self._snapshot is not None
+        self.session.roll_seed()
 
     def dream(self) -> bool:
-        """Start a dream of the active document; False (and a sentence in the status line) when it cannot start."""
-        if self.running or self.engine.busy:
-            self._refuse("A dream is already running: wait for it or press Cancel.")
-            return False
-        try:
-            choices = self.choices()
-            targets = targets_text(choices)
-            settings = self.settings()
-            doc = Krita.instance().activeDocument()
-            node = doc.activeNode() if doc is not None else None
-            snap = read_snapshot(doc, node, bool(self.source_combo.currentData()))
-            self._name = layer_name(choices, settings["seed"])
-            self._cancel_requested = False
-            self._snapshot = snap
-            self.engine.start(snap.job(targets, settings),
-                              Callbacks(self._bridge.progress.emit, self._bridge.done.emit, self._bridge.hello.emit))
-        except (DocumentError, TargetError, EngineError) as exc:
-            self._snapshot = None
-            self._refuse(str(exc))
-            return False
-        except Exception as exc:  # Krita's API refused something: a sentence, never a silent dead button
-            self._snapshot = None
-            self._refuse(f"Could not start the dream: {type(exc).__name__}: {exc}")
-            return False
-        self._set_running(True)
-        r = snap.rect
-        self.set_status(f"Dreaming {r.width}×{r.height} px…")
-        return True
+        """Dream in the active document; False (and a sentence in the status line) when it cannot start."""
+        return self.session.dream()
 
     def cancel(self) -> None:
-        """Stop the dream; the document stays exactly as it was (no layer is added, even if a result arrives)."""
-        if not self.running:
-            return
-        self._cancel_requested = True
-        self.cancel_button.setEnabled(False)
-        self.set_status("Cancelling…")
-        self.engine.cancel()
-
-    def _refuse(self, message: str) -> None:
-        self.set_status(message)
-        self.finished.emit("error", message)
-
-    def _set_running(self, running: bool) -> None:
-        self.dream_button.setEnabled(not running)
-        self.cancel_button.setEnabled(running)
-        if running:
-            self.progress_bar.setValue(0)
-
-    def _on_progress(self, fraction: float, message: str) -> None:
-        if not self.running or self._cancel_requested:
-            return
-        self.progress_bar.setValue(int(max(0.0, min(1.0, fraction)) * 1000))
-        if message:
-            self.set_status(message[:1].upper() + message[1:])
-
-    def _on_hello(self, info: Any) -> None:
-        models = info.get("models") if isinstance(info, dict) else None
-        if isinstance(models, list) and models:
-            current = self.model_combo.currentText()
-            for d in dockers():
-                d.model_combo.blockSignals(True)
-                d.model_combo.clear()
-                for name in models:
-                    d.model_combo.addItem(str(name))
-                d.model_combo.setCurrentIndex(max(0, d.model_combo.findText(current)))
-                d.model_combo.blockSignals(False)
-
-    def _on_done(self, pixels: Optional[bytes], code: Optional[str], message: str) -> None:
-        snap, self._snapshot = self._snapshot, None
-        self._set_running(False)
-        if snap is None:
-            return
-        if self._cancel_requested or code == protocol.CANCELLED:
-            self.progress_bar.setValue(0)
-            self._finish("cancelled", "Cancelled: the document was not changed.")
-            return
-        if code is not None or pixels is None:
-            self.progress_bar.setValue(0)
-            self._finish("error", message or "The engine failed without saying why.")
-            return
-        try:
-            if not _is_open(snap.doc):
-                raise DocumentError("The document was closed while dreaming, so the dream was not added.")
-            self.last_layer = write_result(snap, pixels, self._name)
-        except DocumentError as exc:
-            self.progress_bar.setValue(0)
-            self._finish("error", str(exc))
-            return
-        except Exception as exc:  # Krita refused something unexpected: say it, never leave a half state silently
-            self.progress_bar.setValue(0)
-            self._finish("error", f"Could not add the dream layer: {type(exc).__name__}: {exc}")
-            return
-        self.progress_bar.setValue(1000)
-        r = snap.rect
-        self._finish("done", f'Done: "{self._name}" added above the '
-                             f'{"image" if snap.visible else "layer"} ({r.width}×{r.height} px).')
-
-    def _finish(self, outcome: str, message: str) -> None:
-        self.set_status(message)
-        self.finished.emit(outcome, message)
+        self.session.cancel()
 
 
-def _is_open(doc: Any) -> bool:
+def _alive(widget: Any) -> bool:
     try:
-        return any(d == doc for d in Krita.instance().documents())
-    except Exception:
-        return True   # cannot tell: write_result's own checks still guard the layer
+        widget.objectName()
+    except RuntimeError:   # its C++ side was deleted with its window
+        return False
+    return True
 
 
-def _spin(low: int, high: int, value: int, tip: str) -> QtWidgets.QSpinBox:
+class _quiet:
+    """Block the widgets' signals while the session's values are shown, so showing them does not write back."""
+
+    def __init__(self, *widgets: Any) -> None:
+        self.widgets = widgets
+
+    def __enter__(self) -> None:
+        self.before = [w.blockSignals(True) for w in self.widgets]
+
+    def __exit__(self, *exc: Any) -> None:
+        for w, was in zip(self.widgets, self.before):
+            w.blockSignals(was)
+
+
+def _spin(tip: str) -> QtWidgets.QSpinBox:
     spin = QtWidgets.QSpinBox()
-    spin.setRange(low, high)
-    spin.setValue(value)
     spin.setToolTip(tip)
     return spin
 
 
-def _dspin(low: float, high: float, value: float, step: float, tip: str) -> QtWidgets.QDoubleSpinBox:
+def _dspin(step: float, tip: str) -> QtWidgets.QDoubleSpinBox:
     spin = QtWidgets.QDoubleSpinBox()
-    spin.setRange(low, high)
     spin.setDecimals(2)
     spin.setSingleStep(step)
-    spin.setValue(value)
     spin.setToolTip(tip)
     return spin

@@ -15,11 +15,7 @@ from typing import Any, Dict, Optional
 
 from . import pixels as px
 from .engine import JobSpec
-from .region import Rect, RegionError, check_mask, dream_rect
-
-
-class DocumentError(Exception):
-    """Something about the document that stops a dream; the message is one sentence for the status line."""
+from .kit import Rect, UserError, check_mask, plan_region
 
 
 _NODE_KINDS = {
@@ -49,47 +45,39 @@ class Snapshot:
                        self.mask, targets, dict(settings))
 
 
-def read_snapshot(doc: Any, node: Any, visible: bool) -> Snapshot:
-    """The pixels and soft mask to dream: the selection's bounds plus context, or the whole canvas."""
+def read_snapshot(doc: Any, node: Any, visible: bool, context: int) -> Snapshot:
+    """The pixels and soft mask to dream: the selection's bounds plus `context` (the engine's offer), or the whole
+    canvas."""
     if doc is None:
-        raise DocumentError("Open an image first.")
+        raise UserError("Open an image first.")
     canvas = Rect(0, 0, int(doc.width()), int(doc.height()))
     if visible:
         model, depth, profile = doc.colorModel(), doc.colorDepth(), doc.colorProfile()
     else:
         if node is None:
-            raise DocumentError("Choose the layer to dream in the Layers docker (or dream the visible image).")
+            raise UserError("Choose the layer to dream in the Layers docker (or dream the visible image).")
         kind = node.type()
         if kind != "paintlayer":
             name = _NODE_KINDS.get(kind, kind or "layer of an unknown kind")
-            raise DocumentError(f'The active layer "{node.name()}" is a {name}: choose a paint layer, or switch '
+            raise UserError(f'The active layer "{node.name()}" is a {name}: choose a paint layer, or switch '
                                 f'the source to "Visible image".')
         model, depth, profile = node.colorModel(), node.colorDepth(), node.colorProfile()
-    try:
-        fmt = px.pixel_format(model, depth)
-    except px.PixelError as exc:
-        raise DocumentError(str(exc)) from None
+    fmt = px.pixel_format(model, depth)
     selection = doc.selection()
     bounds = None
     if selection is not None:
         bounds = Rect(int(selection.x()), int(selection.y()), int(selection.width()), int(selection.height()))
-    try:
-        rect = dream_rect(bounds, canvas)
-        mask = None
-        if selection is not None:
-            mask = bytes(selection.pixelData(rect.x, rect.y, rect.width, rect.height))
-            check_mask(mask, rect)
-    except RegionError as exc:
-        raise DocumentError(str(exc)) from None
+    rect = plan_region(canvas.width, canvas.height, 0, 0, bounds, context, "the image").region
+    mask = None
+    if selection is not None:
+        mask = bytes(selection.pixelData(rect.x, rect.y, rect.width, rect.height))
+        check_mask(mask, rect, "the image")
     if visible:
         doc.waitForDone()   # the projection must include the latest strokes
         raw = bytes(doc.pixelData(rect.x, rect.y, rect.width, rect.height))
     else:
         raw = bytes(node.pixelData(rect.x, rect.y, rect.width, rect.height))
-    try:
-        data = px.to_engine(raw, fmt, rect.area)
-    except px.PixelError as exc:
-        raise DocumentError(str(exc)) from None
+    data = px.to_engine(raw, fmt, rect.area)
     node_id = None if visible else node.uniqueId()
     return Snapshot(doc, node_id, visible, fmt, str(profile or ""), canvas, rect, data, mask)
 
@@ -99,7 +87,7 @@ def _source_node(snap: Snapshot) -> Any:
         return None
     node = find_node(snap.doc, snap.node_id)
     if node is None:
-        raise DocumentError("The layer was deleted while dreaming, so the dream was not added.")
+        raise UserError("The layer was deleted while dreaming, so the dream was not added.")
     return node
 
 
@@ -116,13 +104,13 @@ def find_node(doc: Any, unique_id: Any) -> Any:
 
 
 def check_unchanged(snap: Snapshot) -> Any:
-    """The source layer, after checking that the document still fits the result (else a DocumentError)."""
+    """The source layer, after checking that the document still fits the result (else a UserError)."""
     if (int(snap.doc.width()), int(snap.doc.height())) != (snap.canvas.width, snap.canvas.height):
-        raise DocumentError("The image was resized while dreaming, so the dream was not added.")
+        raise UserError("The image was resized while dreaming, so the dream was not added.")
     node = _source_node(snap)
     owner = snap.doc if node is None else node
     if (owner.colorModel(), owner.colorDepth()) != (snap.fmt.model, snap.fmt.depth):
-        raise DocumentError("The colour space changed while dreaming, so the dream was not added.")
+        raise UserError("The colour space changed while dreaming, so the dream was not added.")
     return node
 
 
@@ -133,26 +121,23 @@ def write_result(snap: Snapshot, result: bytes, name: str) -> Any:
     the picture looks the same, and the layer holds only the dream).
     """
     node = check_unchanged(snap)
-    try:
-        data = px.from_engine(result, snap.fmt, snap.rect.area)
-        data = px.clear_unselected(data, snap.mask, snap.fmt.pixel_bytes)
-    except px.PixelError as exc:
-        raise DocumentError(str(exc)) from None
+    data = px.from_engine(result, snap.fmt, snap.rect.area)
+    data = px.clear_unselected(data, snap.mask, snap.fmt.pixel_bytes)
     doc = snap.doc
     layer = doc.createNode(name, "paintlayer")
     if layer is None:
-        raise DocumentError("Krita could not create a new layer, so the dream was not added.")
+        raise UserError("Krita could not create a new layer, so the dream was not added.")
     same = (layer.colorModel(), layer.colorDepth(), layer.colorProfile()) == (snap.fmt.model, snap.fmt.depth,
                                                                              snap.profile)
     if not same and not layer.setColorSpace(snap.fmt.model, snap.fmt.depth, snap.profile):
-        raise DocumentError(f"Krita could not give the new layer the source's colour space ({snap.fmt.model} "
+        raise UserError(f"Krita could not give the new layer the source's colour space ({snap.fmt.model} "
                             f"{snap.fmt.depth}), so the dream was not added.")
     r = snap.rect
     layer.setPixelData(data, r.x, r.y, r.width, r.height)  # before insertion: no one ever sees it half done
     parent = node.parentNode() if node is not None else doc.rootNode()
     above = node if node is not None else _top_layer(doc)
     if not parent.addChildNode(layer, above):
-        raise DocumentError("Krita refused to add the new layer, so the dream was not added.")
+        raise UserError("Krita refused to add the new layer, so the dream was not added.")
     doc.refreshProjection()
     try:
         doc.setActiveNode(layer)

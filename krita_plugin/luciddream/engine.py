@@ -2,67 +2,20 @@
 
 No Qt and no Krita here, so it is testable on its own; the docker turns the callbacks into Qt signals. The engine
 never runs in Krita's Python (no torch there): `Client.spawn` starts `python -m luciddream.worker` with the Python
-that install.py wrote into engine.json, or `Client.connect` talks to a `luciddream serve` when a url is set.
+that install.py wrote into engine.json (in kit.worker_env, as GIMP starts it), or `Client.connect` talks to a
+`luciddream serve` when a url is set. Reading engine.json and the engine's offer is the kit's, shared with GIMP.
 """
 from __future__ import annotations
 
-import json
 import os
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional
 
 from . import protocol
+from .kit import CANCELLED, Offer, UserError, offer_from_config, offer_from_hello, read_config, worker_env
 
 CONFIG_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "engine.json")
-
-# Krita points these at its own Python; passed on, they would make the engine's Python load the wrong libraries.
-_DROP_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONEXECUTABLE")
-
-
-class EngineError(Exception):
-    """The engine cannot be reached or configured; the message is one sentence for the status line."""
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    """What install.py wrote: a Python to spawn the worker with, or a server's url and token."""
-
-    python: Optional[str] = None
-    url: Optional[str] = None
-    token: Optional[str] = None
-
-
-def load_config(path: str = CONFIG_FILE) -> EngineConfig:
-    """engine.json beside the plug-in, checked field by field so a broken install gets a clear sentence."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            raw = json.load(f)
-    except FileNotFoundError:
-        raise EngineError(f"The plug-in does not know where the engine is ({path} is missing): run "
-                          f"`python install.py --only krita` from the luciddream folder.") from None
-    except (OSError, ValueError) as exc:
-        raise EngineError(f"{path} cannot be read ({exc}): run `python install.py --only krita` again.") from None
-    if not isinstance(raw, dict):
-        raise EngineError(f"{path} must hold a JSON object: run `python install.py --only krita` again.")
-    values = {}
-    for key in ("python", "url", "token"):
-        value = raw.get(key)
-        if value is not None and not isinstance(value, str):
-            raise EngineError(f'"{key}" in {path} must be a string or null.')
-        values[key] = value or None
-    if values["url"] is None and values["python"] is None:
-        raise EngineError(f"{path} names neither an engine Python nor a server url: run `python install.py "
-                          f"--only krita` again.")
-    return EngineConfig(**values)
-
-
-def worker_env(base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    """The environment for the worker: Krita's, minus the variables that point Python at Krita's own libraries."""
-    env = dict(os.environ if base is None else base)
-    for key in _DROP_ENV:
-        env.pop(key, None)
-    return env
 
 
 @dataclass(frozen=True)
@@ -106,6 +59,16 @@ class Engine:
         self._cancelled = False
         self._running = False
         self.info: Dict[str, Any] = {}
+        self._live_offer: Optional[Offer] = None
+
+    def cached_offer(self) -> Offer:
+        """The offer install.py cached in engine.json: what the docker shows before any worker has started."""
+        return offer_from_config(read_config(self.config_path), self.config_path)
+
+    @property
+    def offer(self) -> Offer:
+        """The running engine's offer once a worker said hello, else the cached one (UserError when neither)."""
+        return self._live_offer if self._live_offer is not None else self.cached_offer()
 
     @property
     def busy(self) -> bool:
@@ -116,7 +79,7 @@ class Engine:
         """Run one dream in a background thread; `callbacks.done` is called exactly once at the end."""
         with self._lock:
             if self.busy:
-                raise EngineError("A dream is already running: wait for it or press Cancel.")
+                raise UserError("A dream is already running: wait for it or press Cancel.")
             self._cancelled = False
             self._job = None
             self._running = True
@@ -167,16 +130,20 @@ class Engine:
         with self._lock:
             if self._client is not None:
                 return self._client
-        config = load_config(self.config_path)
-        if config.url:
+        config = read_config(self.config_path)
+        if config.how == "connect":
             client = protocol.Client.connect(config.url, config.token)
         else:
             if not os.path.isfile(config.python or ""):
-                raise EngineError(f"The engine's Python {config.python} does not exist: install the engine again "
-                                  f"(python install.py) or fix {self.config_path}.")
+                raise UserError(f"The engine's Python {config.python} does not exist: install the engine again "
+                                f"(python install.py) or fix {self.config_path}.")
             callbacks.progress(0.0, "Starting the engine (loading the model)…")
             client = protocol.Client.spawn(config.python, env=worker_env(self.spawn_env))
         self.info = client.hello()
+        try:
+            self._live_offer = offer_from_hello(self.info)
+        except UserError:   # an engine that sends no offer: the docker keeps showing the cached one
+            self._live_offer = None
         if callbacks.hello is not None:
             callbacks.hello(dict(self.info))
         with self._lock:
@@ -203,14 +170,14 @@ class Engine:
             pixels = job.result()
             message = "done"
         except protocol.JobCancelled:
-            code, message = protocol.CANCELLED, "Cancelled: the document was not changed."
+            code, message = protocol.CANCELLED, CANCELLED
         except protocol.WorkerError as exc:
             code, message = exc.code, exc.message
             if exc.code in (protocol.WORKER_GONE, protocol.TIMEOUT, protocol.BAD_FRAME,
                             protocol.UNSUPPORTED_VERSION):
                 self.restart()
                 message += " Press Dream to start the engine again."
-        except EngineError as exc:
+        except UserError as exc:
             code, message = "config", str(exc)
         except Exception as exc:  # a bug here must still end the job with a sentence, never hang the docker
             code, message = protocol.INTERNAL, f"Unexpected error in the plug-in: {type(exc).__name__}: {exc}"
@@ -218,6 +185,6 @@ class Engine:
             with self._lock:
                 self._job = None
         if self._cancelled and code is None:   # a result that raced the Cancel is dropped: Cancel means unchanged
-            pixels, code, message = None, protocol.CANCELLED, "Cancelled: the document was not changed."
+            pixels, code, message = None, protocol.CANCELLED, CANCELLED
         self._running = False
         callbacks.done(pixels, code, message)

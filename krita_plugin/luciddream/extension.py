@@ -30,14 +30,15 @@ class LucidDreamExtension(Extension):
 
 
 def dream_from_menu(window: Any) -> None:
-    """Dream with the docker of this window (shown if hidden), so the menu and the panel share every setting."""
+    """Dream with the shared session, the same targets and settings the dockers show; this window's docker is
+    shown (if hidden) so the progress and the status line are in sight."""
     qwin = window.qwindow() if window is not None else None
     found = dock.dockers()
     same = [d for d in found if qwin is not None and d.window() is qwin]
-    target = (same or found or [None])[0]
-    if target is None:
-        QtWidgets.QMessageBox.information(qwin, "Lucid Dream", "Open Settings › Dockers › Lucid Dream first.")
-        return
-    target.show()
-    target.raise_()
-    target.dream()
+    shown = (same or found or [None])[0]
+    if shown is not None:
+        shown.show()
+        shown.raise_()
+    session = dock.shared_session()
+    if not session.dream() and shown is None:   # no docker to show the sentence in
+        QtWidgets.QMessageBox.information(qwin, "Lucid Dream", session.status)

@@ -7,9 +7,9 @@ What Krita hands out (`Node.pixelData`, `Document.pixelData`), in the machine's 
     RGBA U8 / U16    B, G, R, A        (Krita's integer RGB spaces are stored BGR)
     RGBA F16 / F32   R, G, B, A        (half / single floats)
     GRAYA any depth  gray, alpha
-The engine takes gray, gray+alpha, RGB or RGBA as u8, u16 or f32 in the same machine order (protocol.py swaps on
-big-endian hosts), so U8/U16 only need B and R swapped, F16 is widened to f32 and narrowed back, and F32 and
-gray pass through untouched. Every conversion here is exact in both directions, so pixels the engine leaves alone
+The engine takes gray, gray+alpha, RGB or RGBA as u8, u16 or f32 in the same machine order (the protocol package
+swaps on big-endian hosts), so U8/U16 only need B and R swapped, F16 is widened to f32 and narrowed back, and F32
+and gray pass through untouched. Every conversion here is exact in both directions, so pixels the engine leaves alone
 come back bit for bit.
 """
 from __future__ import annotations
@@ -19,11 +19,9 @@ import struct
 from dataclasses import dataclass
 from typing import Optional, Union
 
+from .kit import SAMPLE_BYTES, UserError
+
 Bytes = Union[bytes, bytearray, memoryview]
-
-
-class PixelError(Exception):
-    """A layer the plug-in cannot dream; the message is one sentence for the status line."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +43,7 @@ class PixelFormat:
     @property
     def wire_bytes(self) -> int:
         """Bytes of one pixel as the engine receives it (F16 travels as f32)."""
-        return self.channels * {"u8": 1, "u16": 2, "f32": 4}[self.sample]
+        return self.channels * SAMPLE_BYTES[self.sample]
 
 
 _DEPTHS = {"U8": (1, "u8"), "U16": (2, "u16"), "F16": (2, "f32"), "F32": (4, "f32")}
@@ -53,13 +51,13 @@ _MODEL_NAMES = {"CMYKA": "CMYK", "LABA": "L*a*b*", "XYZA": "XYZ", "YCbCrA": "YCb
 
 
 def pixel_format(model: str, depth: str) -> PixelFormat:
-    """The format of a Krita colour space, or a PixelError saying what to convert to."""
+    """The format of a Krita colour space, or a UserError saying what to convert to."""
     if model not in ("RGBA", "GRAYA"):
         name = _MODEL_NAMES.get(model, model or "an unknown colour model")
-        raise PixelError(f"Lucid Dream works on RGB and grayscale images, not {name}: convert it with "
+        raise UserError(f"Lucid Dream works on RGB and grayscale images, not {name}: convert it with "
                          f"Image › Convert Image Color Space… (or Layer › Convert Layer Color Space…) first.")
     if depth not in _DEPTHS:
-        raise PixelError(f"Lucid Dream cannot read {depth or 'this'} pixels: convert the image to 8-bit, "
+        raise UserError(f"Lucid Dream cannot read {depth or 'this'} pixels: convert the image to 8-bit, "
                          f"16-bit or floating-point channels first.")
     size, sample = _DEPTHS[depth]
     channels = 4 if model == "RGBA" else 2
@@ -108,7 +106,7 @@ def _float_to_half(data: Bytes) -> bytearray:
 def _check_length(data: Bytes, fmt: PixelFormat, pixels: int, per_pixel: int, what: str) -> None:
     got = memoryview(data).nbytes
     if got != pixels * per_pixel:
-        raise PixelError(f"{what} has {got} bytes, not the {pixels * per_pixel} that {pixels} {fmt.model} "
+        raise UserError(f"{what} has {got} bytes, not the {pixels * per_pixel} that {pixels} {fmt.model} "
                          f"{fmt.depth} pixels need.")
 
 
@@ -144,7 +142,7 @@ def clear_unselected(data: Bytes, mask: Optional[Bytes], pixel_bytes: int) -> by
         return bytes(out)
     mask = bytes(mask)
     if len(mask) * pixel_bytes != len(out):
-        raise PixelError(f"The selection has {len(mask)} pixels but the result has {len(out) // pixel_bytes}.")
+        raise UserError(f"The selection has {len(mask)} pixels but the result has {len(out) // pixel_bytes}.")
     for run in re.finditer(b"\x00+", mask):
         start, end = run.start() * pixel_bytes, run.end() * pixel_bytes
         out[start:end] = bytes(end - start)

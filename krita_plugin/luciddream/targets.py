@@ -12,16 +12,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import List, Optional, Sequence, Tuple
 
+from .kit import Preset, UserError
+
 CLASSES_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "classes.json")
 
-# Layer looks for EfficientNet-Lite (the engine's models): (label in the docker, layer name).
-LAYER_PRESETS: Tuple[Tuple[str, str], ...] = (
-    ("Puppyslugs (classic, block10)", "block10"),
-    ("Fine textures (block3)", "block3"),
-    ("Swirls and patterns (block6)", "block6"),
-    ("Eyes and fur (block8)", "block8"),
-    ("Object parts (block13)", "block13"),
-)
+# What a new layer's name says when nothing was listed: the engine then dreams the model's classic layer.
 DEFAULT_LAYER = "block10"
 
 
@@ -57,10 +52,6 @@ class Choice:
         return text if self.weight == 1.0 else f"{text}={self.weight:g}"
 
 
-class TargetError(Exception):
-    """A target list the engine would refuse; the message is one sentence for the status line."""
-
-
 @lru_cache(maxsize=None)
 def classes(path: str = CLASSES_FILE) -> Tuple[ImageClass, ...]:
     """The 1000 classes by index. A missing or damaged file leaves layer targets working, so it only raises here."""
@@ -69,10 +60,10 @@ def classes(path: str = CLASSES_FILE) -> Tuple[ImageClass, ...]:
             rows = json.load(f)
         result = tuple(ImageClass(i, str(row[0]), tuple(str(s) for s in row[1])) for i, row in enumerate(rows))
     except (OSError, ValueError, TypeError, IndexError) as exc:
-        raise TargetError(f"The list of ImageNet classes ({path}) cannot be read ({exc}): reinstall the "
+        raise UserError(f"The list of ImageNet classes ({path}) cannot be read ({exc}): reinstall the "
                           f"plug-in.") from None
     if len(result) != 1000:
-        raise TargetError(f"The list of ImageNet classes has {len(result)} entries instead of 1000: reinstall "
+        raise UserError(f"The list of ImageNet classes has {len(result)} entries instead of 1000: reinstall "
                           f"the plug-in.")
     return result
 
@@ -131,17 +122,27 @@ def class_choice(c: ImageClass, weight: float = 1.0) -> Choice:
 def layer_choice(layer: str, weight: float = 1.0) -> Choice:
     layer = layer.strip()
     if not layer or not all(ch.isalnum() or ch in "_.:," for ch in layer):
-        raise TargetError(f'"{layer}" is not a layer name: use one such as block10 (see `luciddream layers`).')
+        raise UserError(f'"{layer}" is not a layer name: use one such as block10 (see `luciddream layers`).')
     return Choice("layer", layer, layer, weight)
+
+
+def preset_choice(preset: Preset, weight: float = 1.0) -> Choice:
+    """A preset of the engine's offer as one row of the list ("layer:block10" -> the layer block10), so the docker
+    lists exactly the presets, with the targets, that the engine (and GIMP) offer."""
+    kind, _, key = preset.targets.partition(":")
+    if kind not in ("layer", "class") or not key or any(ch in key for ch in ",;="):
+        raise UserError(f'The preset "{preset.label}" ({preset.targets}) is not one target the list can hold: '
+                        f'update the plug-in and the engine together.')
+    return Choice(kind, key, key, weight)
 
 
 def targets_text(choices: Sequence[Choice]) -> str:
     """The engine's target string; empty (the model's classic layer) when nothing is listed."""
     for c in choices:
         if not (c.weight == c.weight) or c.weight in (float("inf"), float("-inf")):
-            raise TargetError(f'The weight of "{c.label}" must be a finite number.')
+            raise UserError(f'The weight of "{c.label}" must be a finite number.')
     if choices and all(c.weight == 0 for c in choices):
-        raise TargetError("Every target has weight 0, so there is nothing to dream: give one a weight.")
+        raise UserError("Every target has weight 0, so there is nothing to dream: give one a weight.")
     return ", ".join(c.spec for c in choices if c.weight != 0)
 
 

@@ -78,6 +78,9 @@ def main(args):
         import krita_plugin_loader
         px = krita_plugin_loader.load("pixels", plugin_dir)
         document = krita_plugin_loader.load("document", plugin_dir)
+        kit = krita_plugin_loader.load("kit", plugin_dir)
+        # the context margin the installed plug-in got from the engine (engine.json's cached offer)
+        context = kit.offer_from_config(kit.read_config(str(plugin_dir / "engine.json"))).context
         app = Krita.instance()
         app.setBatchmode(True)
         for model, depth in FORMATS:
@@ -92,8 +95,8 @@ def main(args):
             doc.setSelection(sel)
             doc.waitForDone()
             before = bytes(node.pixelData(0, 0, W, H))
-            snap = document.read_snapshot(doc, node, False)
-            whole = snap.rect == document.Rect(0, 0, W, H)
+            snap = document.read_snapshot(doc, node, False, context)
+            whole = snap.rect == kit.Rect(0, 0, W, H)
             round_trip = snap.pixels == picture
             new = document.write_result(snap, changed(snap.pixels, fmt, snap.mask), "Dream: test")
             doc.waitForDone()

@@ -1,9 +1,12 @@
 """Scenarios run inside real Krita against the real Lucid Dream docker and engine worker.
 
-Order: registration → refused colour model (CMYK) → cancel mid-dream → dream through the menu action →
-screenshot → quit. Results go to OUT/report.json plus raw pixel dumps (*.bin, Krita's BGRA bytes) and PNG exports,
-which tests/test_krita_host.py checks. Geometry and settings come from OUT/scenario.json when present.
+Order: registration (and the presets the docker lists) → refused colour model (CMYK) → cancel mid-dream → dream
+through the menu action → screenshot → quit. The settings scenario instead sets values through the docker in one
+launch (persist_set) and reads them back in the next (persist_read). Results go to OUT/report.json plus raw pixel
+dumps (*.bin, Krita's BGRA bytes) and PNG exports, which tests/test_krita_host.py checks. Geometry and settings
+come from OUT/scenario.json when present.
 """
+import dataclasses
 import json
 import math
 import os
@@ -22,7 +25,9 @@ except ImportError:  # Krita 6
 DEFAULTS = {"steps": None, "width": 128, "height": 96, "selection": [40, 24, 64, 48], "timeout_s": 240,
             "dream": {"steps": 2, "step_size": 4.0, "octaves": 2, "tile": 128, "seed": 7,
                       "classes": ["goldfish"], "layer_weight": 0.5},
-            "cancel": {"steps": 200, "octaves": 1, "tile": 128}}
+            "cancel": {"steps": 200, "octaves": 1, "tile": 128},
+            "persist": {"steps": 37, "step_size": 2.25, "octaves": 5, "octave_scale": 1.75, "tile": 320,
+                        "feather": 9, "seed": 4242, "visible": True, "model": "lite1", "preset": "eyes"}}
 
 
 def pattern(w, h):
@@ -114,7 +119,7 @@ class DriverExtension(Extension):
         self.report["elapsed_s"] = round(time.time() - self.t0, 2)
         try:   # the worker's pid, so the test can check that it ends with Krita
             import luciddream.docker as product
-            client = product._engine._client if product._engine is not None else None
+            client = product._session.engine._client if product._session is not None else None
             self.report["worker_pid"] = client._t.proc.pid if client is not None else None
         except Exception:
             self.report["worker_pid"] = None
@@ -161,7 +166,7 @@ class DriverExtension(Extension):
         d = self.docker
         d.steps_spin.setValue(values["steps"])
         d.octaves_spin.setValue(values["octaves"])
-        d.tile_combo.setCurrentIndex(d.tile_combo.findData(values["tile"]))
+        d.tile_spin.setValue(values["tile"])
         if "step_size" in values:
             d.step_size_spin.setValue(values["step_size"])
         if "seed" in values:
@@ -179,6 +184,11 @@ class DriverExtension(Extension):
         import luciddream.docker as product  # the plug-in package Krita loaded from pykrita
         self.report["product_file"] = product.__file__
         self.docker = found[0]
+        combo = self.docker.preset_combo
+        session = self.docker.session
+        self.report["presets"] = [{"name": combo.itemData(i), "label": combo.itemText(i),
+                                   "targets": session.preset_target(combo.itemData(i)).spec}
+                                  for i in range(combo.count())]
         self.docker.setFloating(False)
         self.docker.show()
         self.docker.raise_()
@@ -197,28 +207,30 @@ class DriverExtension(Extension):
         self.cancel_before = self.state(doc)
         self.set_settings(self.spec["cancel"])
         self.docker.clear_targets()
-        self.docker.layer_combo.setCurrentIndex(1)   # fine textures
-        self.docker._add_layer_preset()
+        self.docker.preset_combo.setCurrentIndex(1)   # fine textures
+        self.docker.add_preset()
         self.cancel_events = []
-        self.docker._bridge.progress.connect(self._cancel_progress)
-        self.docker.finished.connect(self._cancel_finished)
+        session = self.docker.session
+        session.progress_changed.connect(self._cancel_progress)
+        session.finished.connect(self._cancel_finished)
         self.cancel_t0 = time.time()
         if not self.docker.dream():
             self.report["cancel"] = {"started": False, "status": self.docker.status_label.text()}
-            self.docker.finished.disconnect(self._cancel_finished)
-            self.docker._bridge.progress.disconnect(self._cancel_progress)
+            session.finished.disconnect(self._cancel_finished)
+            session.progress_changed.disconnect(self._cancel_progress)
             return None
         return "wait"
 
-    def _cancel_progress(self, fraction, message):
-        self.cancel_events.append([round(time.time() - self.cancel_t0, 2), fraction, message])
+    def _cancel_progress(self, fraction):
+        self.cancel_events.append([round(time.time() - self.cancel_t0, 2), fraction,
+                                   self.docker.status_label.text()])
         if fraction > 0 and not getattr(self, "cancel_pressed", False):
             self.cancel_pressed = True
             self.docker.cancel_button.click()   # the real button
 
     def _cancel_finished(self, outcome, message):
-        self.docker.finished.disconnect(self._cancel_finished)
-        self.docker._bridge.progress.disconnect(self._cancel_progress)
+        self.docker.session.finished.disconnect(self._cancel_finished)
+        self.docker.session.progress_changed.disconnect(self._cancel_progress)
         doc = self.cancel_doc
         doc.waitForDone()
         after = self.state(doc)
@@ -243,12 +255,12 @@ class DriverExtension(Extension):
         d.clear_targets()
         for name in spec["classes"]:          # search by name and add, as a user would
             d.search_edit.setText(name)
-            d._add_selected_class()
-        d.layer_combo.setCurrentIndex(0)      # puppyslugs, with a weight
-        d._add_layer_preset()
+            d.add_selected_class()
+        d.preset_combo.setCurrentIndex(0)     # puppyslugs, with a weight
+        d.add_preset()
         d.target_table.cellWidget(d.target_table.rowCount() - 1, 1).setValue(spec["layer_weight"])
-        self.report["dream_targets"] = [c.spec for c in d.choices()]
-        d.finished.connect(self._dream_finished)
+        self.report["dream_targets"] = [c.spec for c in d.session.targets]
+        d.session.finished.connect(self._dream_finished)
         self.dream_t0 = time.time()
         import luciddream.docker as product
         self.log("dockers known to the plug-in: %d" % len(product.dockers()))
@@ -257,7 +269,7 @@ class DriverExtension(Extension):
         return "wait"
 
     def _dream_finished(self, outcome, message):
-        self.docker.finished.disconnect(self._dream_finished)
+        self.docker.session.finished.disconnect(self._dream_finished)
         doc, layer = self.dream_doc, self.dream_layer
         doc.refreshProjection()
         doc.waitForDone()
@@ -285,3 +297,36 @@ class DriverExtension(Extension):
         self.report["screenshot"] = bool(self.window.qwindow().grab().save(path))
         docker_path = os.path.join(self.out, "docker.png")
         self.report["docker_screenshot"] = bool(self.docker.grab().save(docker_path))
+
+    # ------------------------------------------------------------------------------------------ settings
+
+    def docker_values(self):
+        """What the docker's controls show, named as the engine's settings."""
+        d = self.docker
+        return {"steps": d.steps_spin.value(), "step_size": round(d.step_size_spin.value(), 3),
+                "octaves": d.octaves_spin.value(), "octave_scale": round(d.detail_spin.value(), 3),
+                "tile": d.tile_spin.value(), "feather": d.feather_spin.value(), "seed": d.seed_spin.value(),
+                "visible": bool(d.source_combo.currentData()), "model": d.model_combo.currentData(),
+                "preset": d.preset_combo.currentData()}
+
+    def persist_set(self):
+        """Change every setting through the docker's own widgets, as a user would; Krita quits next."""
+        d = self.docker
+        self.report["defaults_shown"] = self.docker_values()
+        wanted = self.spec["persist"]
+        d.steps_spin.setValue(wanted["steps"])
+        d.step_size_spin.setValue(wanted["step_size"])
+        d.octaves_spin.setValue(wanted["octaves"])
+        d.detail_spin.setValue(wanted["octave_scale"])
+        d.tile_spin.setValue(wanted["tile"])
+        d.feather_spin.setValue(wanted["feather"])
+        d.seed_spin.setValue(wanted["seed"])
+        d.source_combo.setCurrentIndex(d.source_combo.findData(wanted["visible"]))
+        d.model_combo.setCurrentIndex(d.model_combo.findData(wanted["model"]))
+        d.preset_combo.setCurrentIndex(d.preset_combo.findData(wanted["preset"]))
+        self.report["persist_set"] = self.docker_values()
+        self.report["session_settings"] = dataclasses.asdict(d.session.settings)
+
+    def persist_read(self):
+        """After the restart: what the docker shows."""
+        self.report["persist_read"] = self.docker_values()
