@@ -6,6 +6,7 @@ top of a module, since it closes a circle just the same the first time that func
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "engine" / "luciddream"
@@ -122,3 +123,52 @@ def test_network_families_import_only_the_base_and_nothing_imports_the_registry_
     for family in nets - {"luciddream.nets.zoo"}:
         assert graph[family] & nets <= {"luciddream.nets.base", "luciddream.nets.trunk"}, family
     assert [name for name, targets in graph.items() if "luciddream.nets.zoo" in targets] == ["luciddream.nets"]
+
+
+# ------------------------------------------------------------------------------------------- the adapters' borders
+
+ROOT = PACKAGE.parents[1]
+HOST_API = {"gimp_plugin": {"gi"}, "krita_plugin": {"krita", "PyQt5", "PyQt6"}}
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """The first names of every absolute import in a file (relative ones stay inside its own package)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.partition(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.partition(".")[0])
+    return names
+
+
+def relative_imports(path: Path) -> set[str]:
+    """The sibling modules a file of a package imports relatively (`from . import kit`, `from .kit import X`)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            names.update([node.module.partition(".")[0]] if node.module else [a.name for a in node.names])
+    return names
+
+
+def test_adapters_import_only_the_stdlib_their_host_the_kit_and_the_protocol():
+    """The editors' Pythons have no torch and often no numpy, and the two adapters share nothing but the kit and the
+    protocol package that install.py copies beside them: no engine module, no code of the other adapter."""
+    stdlib = set(sys.stdlib_module_names) | {"__future__"}
+    for adapter, host in HOST_API.items():
+        folder = ROOT / adapter / "luciddream"
+        # its own modules, but not the name `luciddream`: absolutely imported, that would be the engine
+        own = {p.stem for p in folder.glob("*.py")} - {"luciddream", "__init__"}
+        for path in folder.glob("*.py"):
+            outside = top_level_imports(path) - stdlib - host - {"kit", "protocol"} - own
+            assert not outside, f"{adapter}/{path.name} imports {sorted(outside)}"
+            siblings = relative_imports(path) - own - {"kit", "protocol"}
+            assert not siblings, f"{adapter}/{path.name} imports {sorted(siblings)} relatively"
+
+
+def test_the_border_check_sees_a_forbidden_import(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    import numpy\n    from luciddream.render import dream\n"
+                   "    from .engine_bits import x\n")
+    assert top_level_imports(bad) == {"numpy", "luciddream"}
+    assert relative_imports(bad) == {"engine_bits"}
