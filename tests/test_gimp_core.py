@@ -62,13 +62,13 @@ def test_defaults_match_the_engine_settings(offer) -> None:
 def test_dialog_ranges_come_from_the_offer(offer) -> None:
     """The dialog must never offer a value the engine refuses (seed aside: GIMP ints stop at 2**31-1); the bounds
     are the offer's, so a changed engine range changes the dialog with nothing to keep equal."""
-    from luciddream import Settings
+    from luciddream.settings import RANGES
     ranges = core.ranges(offer)
     names = {"octaves": "octaves", "steps": "steps", "strength": "step_size", "detail_size": "octave_scale",
              "tile": "tile"}
     for ours, theirs in names.items():
-        assert tuple(ranges[ours]) == tuple(Settings._RANGES[theirs]), ours
-    assert ranges["seed"][0] == core.RANDOM_SEED and ranges["seed"][1] < Settings._RANGES["seed"][1]
+        assert tuple(ranges[ours]) == tuple(RANGES[theirs]), ours
+    assert ranges["seed"][0] == core.RANDOM_SEED and ranges["seed"][1] < RANGES["seed"][1]
     raw = _described()
     narrow = kit.Offer.from_dict({**raw, "ranges": {**raw["ranges"], "tile": [128, 256]}})
     assert core.ranges(narrow)["tile"] == (128, 256)

@@ -145,13 +145,13 @@ def test_worker_env_is_the_same_for_both_hosts() -> None:
 
 def test_offer_is_the_engines() -> None:
     from luciddream import masks
-    from luciddream.settings import Settings
+    from luciddream.settings import RANGES, Settings
 
     data = described()
     offer = kit.Offer.from_dict(data)
     assert offer.context == masks.CONTEXT
     assert [p.name for p in offer.presets] == [p["name"] for p in data["presets"]]
-    assert offer.range("step_size") == tuple(Settings._RANGES["step_size"])
+    assert offer.range("step_size") == tuple(RANGES["step_size"])
     assert offer.default("octave_scale") == Settings().octave_scale and offer.default("model") == Settings().model
     assert offer.default_model in offer.models
     assert set(kit.LABELS) >= set(offer.ranges) and kit.LABELS["octave_scale"] == "Detail size"

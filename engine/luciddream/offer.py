@@ -10,7 +10,7 @@ from dataclasses import fields
 from typing import Any, Dict, List
 
 from . import masks
-from .settings import Settings
+from .settings import RANGES, Settings
 
 
 # The looks both plug-ins offer, by EfficientNet-Lite layer (the engine says so if another model lacks one). The
@@ -37,7 +37,7 @@ def describe() -> Dict[str, Any]:
     available = [name for name, spec in SPECS.items() if spec.available()]
     return {
         "presets": [dict(p) for p in PRESETS],
-        "ranges": {name: [low, high] for name, (low, high) in Settings._RANGES.items()},
+        "ranges": {name: [low, high] for name, (low, high) in RANGES.items()},
         "defaults": {f.name: getattr(defaults, f.name) for f in fields(Settings) if f.name in _DEFAULTS},
         "context": masks.CONTEXT,
         "models": available,

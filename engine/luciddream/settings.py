@@ -13,6 +13,13 @@ from .errors import DreamError
 from .nets import DEFAULT_MODEL
 
 
+# The values each number may take: Settings.check refuses others, and the offer shows these to every front end.
+RANGES = {
+    "octaves": (1, 12), "octave_scale": (1.05, 4.0), "steps": (1, 1000), "step_size": (0.01, 64.0),
+    "tile": (64, 4096), "seed": (0, 2 ** 32 - 1), "feather": (0.0, 2000.0),
+}
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything that shapes a dream besides the image, the mask and the targets."""
@@ -27,11 +34,6 @@ class Settings:
     device: str = "auto"          # auto | cpu | cuda | mps
     feather: float = 0.0          # fade the dream in over this many pixels inside the selection's edge
 
-    _RANGES = {
-        "octaves": (1, 12), "octave_scale": (1.05, 4.0), "steps": (1, 1000), "step_size": (0.01, 64.0),
-        "tile": (64, 4096), "seed": (0, 2 ** 32 - 1), "feather": (0.0, 2000.0),
-    }
-
     def check(self) -> "Settings":
         """These settings, or a DreamError naming the first one that is of the wrong kind or out of range."""
         for name in ("model", "device"):
@@ -40,7 +42,7 @@ class Settings:
                                  f"not {getattr(self, name)!r}.")
         for f in fields(self):
             value = getattr(self, f.name)
-            limits = self._RANGES.get(f.name)
+            limits = RANGES.get(f.name)
             if limits is None or (value is None and f.name == "seed"):
                 continue
             if value is None:
