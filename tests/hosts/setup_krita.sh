@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Install real Krita 5 (Debian 12 ships 5.1.5), the PyQt5 its Python plug-ins use, and Xvfb, for the host tests in
-# tests/test_krita_*.py. Idempotent: exits at once when all three are there; runs `apt-get update` only when the
-# install fails without it (a fresh machine with empty package lists).
+# Real Krita for the host tests in tests/test_krita_*.py: Krita 5.1.5 on this Debian 12 system (apt: krita, the PyQt5
+# its Python plug-ins use, and Xvfb), then Krita 5.2.9 (trixie) and 6.0.4.1 (experimental, Qt6) in roots built by
+# setup_root.sh. Idempotent: apt runs only when something is missing, and `apt-get update` only when the install fails
+# without it (a fresh machine with empty package lists). Arguments choose roots (default both; "none" for the system's
+# Krita alone).
 set -euo pipefail
 have() { command -v krita >/dev/null 2>&1 && command -v kritarunner >/dev/null 2>&1 &&
          command -v xvfb-run >/dev/null 2>&1 && /usr/bin/python3 -c "import PyQt5.QtCore" >/dev/null 2>&1; }
+roots=("$@")
+[ $# -gt 0 ] || roots=(krita-trixie krita-experimental)
+[ "${roots[*]}" != none ] || roots=()
 if have; then
   echo "setup_krita: krita, python3-pyqt5 and xvfb are already installed"
+  [ ${#roots[@]} -eq 0 ] || exec "$(dirname "$0")/setup_root.sh" "${roots[@]}"
   exit 0
 fi
 SUDO=""
@@ -19,3 +25,4 @@ if ! $SUDO apt-get install -y "${packages[@]}"; then
 fi
 have || { echo "setup_krita: krita, kritarunner, xvfb-run or PyQt5 for /usr/bin/python3 still missing" >&2; exit 1; }
 echo "setup_krita: installed ${packages[*]}"
+[ ${#roots[@]} -eq 0 ] || exec "$(dirname "$0")/setup_root.sh" "${roots[@]}"
