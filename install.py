@@ -15,13 +15,14 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parent
 PROTOCOL = ROOT / "engine" / "luciddream" / "protocol"  # the wire protocol package; copied as a folder beside each
@@ -67,38 +68,52 @@ def _xdg_data() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME") or home() / ".local" / "share")
 
 
-def gimp_candidates() -> List[Path]:
-    """GIMP 3.x profile folders ("…/GIMP/3.0"), native and Flatpak, newest version last."""
-    roots: List[Path] = []
+def gimp_profile_roots() -> List[Path]:
+    """Where GIMP keeps its per-version profiles ("…/GIMP"), the native one first, then Flatpak and Snap."""
     if SYSTEM == "Windows":
-        roots.append(Path(os.environ.get("APPDATA") or home() / "AppData" / "Roaming") / "GIMP")
-    elif SYSTEM == "Darwin":
-        roots.append(home() / "Library" / "Application Support" / "GIMP")
-    else:
-        roots += [_config_home() / "GIMP", home() / ".var" / "app" / "org.gimp.GIMP" / "config" / "GIMP",
-                  home() / "snap" / "gimp" / "current" / ".config" / "GIMP"]
+        return [Path(os.environ.get("APPDATA") or home() / "AppData" / "Roaming") / "GIMP"]
+    if SYSTEM == "Darwin":
+        return [home() / "Library" / "Application Support" / "GIMP"]
+    return [_config_home() / "GIMP", home() / ".var" / "app" / "org.gimp.GIMP" / "config" / "GIMP",
+            home() / "snap" / "gimp" / "current" / ".config" / "GIMP"]
+
+
+def _version_key(name: str) -> Tuple[int, ...]:
+    return tuple(int(part) for part in name.split("."))
+
+
+def gimp_candidates() -> List[Path]:
+    """GIMP 3.x profile folders: one per version a first start made ("GIMP/3.0", "GIMP/3.2"; each version reads
+    only its own), native, Flatpak and Snap, oldest version first."""
     found = []
-    for root in roots:
-        for version in ("3.0", "3.2"):
-            if (root / version).is_dir():
-                found.append(root / version)
+    for root in gimp_profile_roots():
+        names = [p.name for p in root.glob("3.*") if p.is_dir() and re.fullmatch(r"3\.\d+", p.name)]
+        found += [root / name for name in sorted(names, key=_version_key)]
     return found
 
 
-def gimp_executable() -> Optional[str]:
+def gimp_executable() -> Optional[Tuple[str, str]]:
+    """(path, profile version) of a GIMP 3 on PATH: gimp-3.2 says its version in its name; plain `gimp` or
+    `gimp-3` says it in --version ("… version 3.2.6" keeps its profile in GIMP/3.2)."""
     for name in ("gimp-3.2", "gimp-3.0", "gimp-3", "gimp"):
         path = shutil.which(name)
-        if path and (name != "gimp" or _gimp_is_3(path)):
-            return path
+        if not path:
+            continue
+        named = re.fullmatch(r"gimp-(3\.\d+)", name)
+        version = named.group(1) if named else _gimp_version(path)
+        if version:
+            return path, version
     return None
 
 
-def _gimp_is_3(path: str) -> bool:
+def _gimp_version(path: str) -> Optional[str]:
+    """"3.2" when `path --version` names a GIMP 3.2.x, None for GIMP 2 or anything that does not answer."""
     try:
         out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=20).stdout
     except (OSError, subprocess.SubprocessError):
-        return False
-    return " 3." in out
+        return None
+    found = re.search(r"\b(3\.\d+)\.\d+", out)
+    return found.group(1) if found else None
 
 
 @dataclass
@@ -539,10 +554,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         config = engine_config(venv_python(venv), args.server, args.token, offer)
         if "gimp" in parts:
             dirs = [args.gimp_dir] if args.gimp_dir else [d / "plug-ins" for d in gimp_candidates()]
-            if not dirs and gimp_executable():
-                dirs = [_config_home() / "GIMP" / "3.0" / "plug-ins"]
+            found = gimp_executable() if not dirs else None
+            if found:   # GIMP never started yet: the folder its first start will make for this version
+                dirs = [gimp_profile_roots()[0] / found[1] / "plug-ins"]
             if not dirs:
-                message = ("gimp: GIMP 3 not found (no GIMP/3.0 profile folder, no gimp-3.0 on PATH); start GIMP 3 "
+                message = ("gimp: GIMP 3 not found (no GIMP/3.x profile folder, no gimp-3.x on PATH); start GIMP 3 "
                            "once, or pass --gimp-dir PLUG-INS-FOLDER")
                 if explicit:
                     raise InstallError(message)

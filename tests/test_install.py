@@ -33,6 +33,8 @@ def same_protocol(copy: Path) -> bool:
         (copy / name).read_bytes() == (PROTOCOL / name).read_bytes() for name in files)
 
 
+# What each version's first start makes (checked in the real programs: GIMP 3.0.4 and 3.2.6, Krita 5.1.5, 5.2.9 and
+# 6.0.4.1 all keep kritarc and pykrita in the same places; tests/test_gimp_host.py checks GIMP's in its roots).
 LAYOUTS = {
     "native": (".config/GIMP/3.0", ".local/share/krita", ".config/kritarc"),
     "gimp32": (".config/GIMP/3.2", ".local/share/krita", ".config/kritarc"),
@@ -118,5 +120,50 @@ def test_protocol_py_of_an_older_install_is_replaced_by_the_folder(tmp_path):
     assert f"remove {stale}" in r.stdout and not stale.exists()
     assert same_protocol(plugin / "protocol")
     assert str(stale) not in json.loads(manifest_path.read_text())["files"]
+    assert install(tmp_path, "--uninstall").returncode == 0
+    assert snapshot(tmp_path) == before
+
+
+def fake_gimp(home: Path, name: str, version_line: str) -> None:
+    """An executable on the install's PATH that answers --version like GIMP (the real ones live in roots)."""
+    bin_dir = home / "no-bin"
+    bin_dir.mkdir(exist_ok=True)
+    exe = bin_dir / name
+    exe.write_text(f"#!/bin/sh\necho '{version_line}'\n")
+    exe.chmod(0o755)
+
+
+@pytest.mark.parametrize("name,version_line,folder", [
+    ("gimp-3.2", "GNU Image Manipulation Program version 3.2.6", ".config/GIMP/3.2"),
+    ("gimp-3.0", "GNU Image Manipulation Program version 3.0.4", ".config/GIMP/3.0"),
+    ("gimp", "GNU Image Manipulation Program version 3.2.6", ".config/GIMP/3.2"),
+    ("gimp-3", "GNU Image Manipulation Program version 3.0.4", ".config/GIMP/3.0"),
+])
+def test_gimp_never_started_gets_the_folder_of_its_version(tmp_path, name, version_line, folder):
+    """No profile yet, only a GIMP on PATH: the plug-in goes where that version's first start looks (GIMP 3.2 reads
+    GIMP/3.2/plug-ins; a 3.0 folder would work only by the accident of 3.2 copying an older profile)."""
+    fake_gimp(tmp_path, name, version_line)
+    r = install(tmp_path, "--only", "gimp")
+    assert r.returncode == 0, r.stderr
+    assert os.access(tmp_path / folder / "plug-ins" / "luciddream" / "luciddream.py", os.X_OK)
+    assert [p.name for p in (tmp_path / ".config/GIMP").iterdir()] == [Path(folder).name]
+
+
+def test_gimp_2_on_path_is_not_taken_for_gimp_3(tmp_path):
+    fake_gimp(tmp_path, "gimp", "GNU Image Manipulation Program version 2.10.34")
+    r = install(tmp_path, "--only", "gimp")
+    assert r.returncode == 2 and "GIMP 3 not found" in r.stderr
+    assert not (tmp_path / ".config/GIMP").exists()
+
+
+def test_every_gimp_profile_gets_the_plugin(tmp_path):
+    """GIMP 3.0 and 3.2 side by side each read only their own profile: both get the plug-in, uninstall takes both."""
+    for version in ("3.0", "3.2"):
+        (tmp_path / ".config/GIMP" / version).mkdir(parents=True)
+    before = snapshot(tmp_path)
+    r = install(tmp_path, "--only", "gimp")
+    assert r.returncode == 0, r.stderr
+    for version in ("3.0", "3.2"):
+        assert (tmp_path / ".config/GIMP" / version / "plug-ins/luciddream/engine.json").is_file(), version
     assert install(tmp_path, "--uninstall").returncode == 0
     assert snapshot(tmp_path) == before
