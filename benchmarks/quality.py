@@ -67,3 +67,76 @@ def judge_class(judge: torch.nn.Module, rgb: np.ndarray, index: int) -> dict[str
 def _as_float_rgb(a: np.ndarray) -> np.ndarray:
     scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(a.dtype, 1.0)
     return (a[..., :3].astype(np.float32) / scale)
+
+
+def gray_view(x: torch.Tensor) -> torch.Tensor:
+    """The image in grayscale (ITU-R 601 luma in all three channels): a class must read by its shapes, not only by
+    its colours."""
+    y = 0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+    return y.expand(-1, 3, -1, -1)
+
+
+def instance_windows(height: int, width: int, instance: int) -> list[tuple[slice, slice]]:
+    """Square windows of one instance's side over a (height, width) region, half a side apart (one window, the
+    whole region, when the region is smaller than an instance)."""
+    side = min(instance, height, width)
+    ys = sorted({round(v) for v in np.linspace(0, height - side, max(1, round(2 * (height - side) / side) + 1))})
+    xs = sorted({round(v) for v in np.linspace(0, width - side, max(1, round(2 * (width - side) / side) + 1))})
+    return [(slice(y, y + side), slice(x, x + side)) for y in ys for x in xs]
+
+
+def instance_scores(judge: torch.nn.Module, rgb: np.ndarray, index: int, instance: int) -> dict[str, float]:
+    """Recognisability at the instance scale: the judge reads every instance-sized window of the (h, w, 3) region
+    under the four views and in grayscale; a window "has" the class when it is in the top 5 of the mean of those
+    five probabilities. Returns "top5" (share of windows that have it), "median" (median of the windows' mean
+    probability) and "windows"."""
+    s = judge.spec.input_size
+    x = torch.from_numpy(np.ascontiguousarray(_as_float_rgb(rgb))).permute(2, 0, 1)[None]
+    hits, probs = [], []
+    windows = instance_windows(x.shape[2], x.shape[3], instance)
+    for ys, xs in windows:
+        crop = F.interpolate(x[:, :, ys, xs], size=(s, s), mode="bilinear", antialias=True,
+                             align_corners=False).clamp(0, 1)
+        seen = {k: v for k, v in views(crop).items() if k != "plain"}
+        seen["gray"] = gray_view(crop)
+        with torch.no_grad():
+            mean = torch.stack([judge(v, [LOGITS])[LOGITS].softmax(1)[0] for v in seen.values()]).mean(0)
+        hits.append(int((mean > mean[index]).sum()) < 5)
+        probs.append(float(mean[index]))
+    return {"top5": float(np.mean(hits)), "median": float(np.median(probs)), "windows": float(len(windows))}
+
+
+def layout_similarity(before: np.ndarray, after: np.ndarray, side: int = 32) -> float:
+    """How much of the photo's low-resolution structure survives: SSIM (Gaussian windows σ=1.5, the usual
+    constants, mean over the RGB channels) of the two regions shrunk so the longer side is `side` pixels.
+
+    At 32 px a person still reads the layout (where the head, the eyes, the cup are) and the colour regions, while
+    the instances a class dream adds are mostly below that resolution; SSIM compares local means, contrasts and
+    correlations, so it drops when the layout is painted over, not when texture is added. 1 = the same picture."""
+    def small(a: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(_as_float_rgb(a))).permute(2, 0, 1)[None].double()
+        k = side / max(x.shape[2], x.shape[3])
+        size = (max(8, round(x.shape[2] * k)), max(8, round(x.shape[3] * k)))
+        return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+
+    a, b = small(before), small(after)
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    mu_a, mu_b = gaussian_blur(a, 1.5), gaussian_blur(b, 1.5)
+    var_a = gaussian_blur(a * a, 1.5) - mu_a ** 2
+    var_b = gaussian_blur(b * b, 1.5) - mu_b ** 2
+    cov = gaussian_blur(a * b, 1.5) - mu_a * mu_b
+    ssim = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    return float(ssim.mean())
+
+
+def laplacian_variance(rgb: np.ndarray) -> float:
+    """Sharpness: the variance of the 4-neighbour Laplacian of the gray image (in 0–1 units)."""
+    g = _as_float(rgb)
+    lap = g[1:-1, :-2] + g[1:-1, 2:] + g[:-2, 1:-1] + g[2:, 1:-1] - 4 * g[1:-1, 1:-1]
+    return float(lap.var())
+
+
+def gray_rgb(rgb: np.ndarray) -> np.ndarray:
+    """An (h, w, 3) uint8 picture in grayscale (601 luma in all channels), for judging a class by shape alone."""
+    y = rgb[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return np.repeat(np.clip(np.round(y), 0, 255).astype(np.uint8)[..., None], 3, axis=2)

@@ -151,7 +151,8 @@ def test_seam_score_sees_seams():
 def test_one_rule_picks_the_method():
     goldfish, block6 = Target("class", "goldfish", index=1), Target("layer", "block6")
     guide = methods.Extras(guide=Guide("block6", torch.zeros(4, 1)))
-    assert methods.choose([goldfish], methods.Extras()) == "lucid"
+    assert methods.choose([goldfish], methods.Extras()) == "grow"
+    assert methods.choose([goldfish], methods.Extras(), "object") == "lucid"
     assert methods.choose([goldfish, block6], methods.Extras()) == "tiled"
     assert methods.choose([goldfish], guide) == "tiled"
     assert methods.choose([], guide) == "tiled"

@@ -44,11 +44,20 @@ def _dream_args(sub: argparse._SubParsersAction) -> None:
                    "--target: at the first layer target's layer)")
     p.add_argument("--octaves", type=int, default=4, help="number of scales (default 4)")
     p.add_argument("--octave-scale", type=float, default=1.4, help="ratio between scales (default 1.4)")
-    p.add_argument("--steps", type=int, default=10,
-                   help="gradient steps per octave (default 10; class targets alone: 3 optimiser steps each)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="optimiser steps per octave (default 10; class looks: grow 40, object 30)")
     p.add_argument("--step-size", type=float, default=1.5,
                    help="mean change per step in 8-bit levels (default 1.5)")
-    p.add_argument("--tile", type=int, default=640, help="largest window the network sees, px (default 640)")
+    p.add_argument("--look", default="grow", choices=["grow", "object"],
+                   help="class targets alone: grow instances out of the photo, or one picture (default grow)")
+    p.add_argument("--instance", type=int, default=224,
+                   help="class looks: size of one instance in image px (default 224)")
+    p.add_argument("--class-strength", type=float, default=0.7,
+                   help="grow look: how far the photo may change, 0 = untouched … 1 = replaced (default 0.7)")
+    p.add_argument("--tile", type=_tile, default=0, metavar="PX|auto",
+                   help="largest window the network sees, px (default auto: from the free memory, 640 when ample)")
+    p.add_argument("--max-memory", type=_megabytes, default=0, metavar="SIZE",
+                   help="memory the dream may use, e.g. 1500M or 2G (caps the tile; default: what is free)")
     p.add_argument("--feather", type=float, default=0.0,
                    help="fade the dream in over this many px inside the mask's edge (default 0)")
     p.add_argument("--seed", type=int, help="repeatable result (default: random, printed)")
@@ -57,6 +66,30 @@ def _dream_args(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-pixels", type=int, default=Limits().max_pixels, metavar="N",
                    help=f"refuse larger images before reading them (default {Limits().max_pixels}, 8192×8192 "
                         f"like the worker)")
+
+
+def _tile(text: str) -> int:
+    if text.strip().lower() == "auto":
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--tile must be a number of pixels or auto, not {text!r}") from None
+
+
+def _megabytes(text: str) -> int:
+    """'1500', '1500M', '2G', '2GB' → MB."""
+    value = text.strip().upper()
+    value = value[:-1] if value.endswith("B") else value
+    scale = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}.get(value[-1:], None)
+    number = value[:-1] if scale is not None else value
+    try:
+        mb = float(number) * (scale or 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--max-memory must be a size such as 1500M or 2G, not {text!r}") from None
+    if not mb > 0 or mb != mb:
+        raise argparse.ArgumentTypeError(f"--max-memory must be a positive size such as 1500M or 2G, not {text!r}")
+    return max(1, round(mb))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,19 +136,28 @@ def _run_dream(args: argparse.Namespace) -> int:
     bar = tqdm(total=1000, file=sys.stderr, disable=args.quiet, delay=0.5, leave=False, unit="‰",
                bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")
 
+    said = {"note": "", "tile": 0}
+
     def progress(p) -> None:  # a luciddream.methods.Progress
-        bar.set_description_str(p.message, refresh=False)
+        if p.note and p.note != said["note"]:  # a change of plan (a smaller tile, the CPU): one line, once
+            said["note"] = p.note
+            tqdm.write(f"{PROG}: {p.note}", file=sys.stderr)
+        said["tile"] = p.tile
+        bar.set_description_str(p.message.replace(f" ({p.note})", "") if p.note else p.message, refresh=False)
         bar.update(max(0, round(p.fraction * 1000) - bar.n))
 
     try:
         out = dream(image, mask, args.target, progress=progress, model=args.model, octaves=args.octaves,
                     octave_scale=args.octave_scale, steps=args.steps, step_size=args.step_size, tile=args.tile,
-                    seed=seed, device=args.device, feather=args.feather, guide=guide, weights=args.weights)
+                    max_memory=args.max_memory,
+                    seed=seed, device=args.device, feather=args.feather, guide=guide, weights=args.weights,
+                    look=args.look, instance=args.instance, class_strength=args.class_strength)
     finally:
         bar.close()
     files.write_image(dst, out)
     if not args.quiet:
-        print(f"wrote {dst} ({out.shape[1]}×{out.shape[0]}, seed {seed}, {time.monotonic() - start:.1f} s)",
+        tile = f", tile {said['tile']}" if said["tile"] else ""
+        print(f"wrote {dst} ({out.shape[1]}×{out.shape[0]}, seed {seed}{tile}, {time.monotonic() - start:.1f} s)",
               file=sys.stderr)
     return 0
 

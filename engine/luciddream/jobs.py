@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 from . import protocol as P
 
 _DTYPES = {"u8": "<u1", "u16": "<u2", "f32": "<f4"}  # the wire's sample types, little-endian
-_TEXT_SETTINGS = ("model", "device")
+_TEXT_SETTINGS = ("model", "device", "look")
 
 
 def engine_info(limits: P.Limits, heartbeat: float = 0.0) -> Dict[str, Any]:

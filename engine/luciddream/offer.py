@@ -10,7 +10,8 @@ from dataclasses import fields
 from typing import Any, Dict, List
 
 from . import masks
-from .settings import RANGES, Settings
+from .methods import LOOK_METHODS, STEPS
+from .settings import LOOKS, RANGES, Settings
 
 
 # The looks both plug-ins offer, by EfficientNet-Lite layer (the engine says so if another model lacks one). The
@@ -26,7 +27,8 @@ PRESETS: List[Dict[str, str]] = [
 ]
 
 # Settings a front end shows; model, device and seed are offered in their own ways (models list, seed range).
-_DEFAULTS = ("model", "octaves", "octave_scale", "steps", "step_size", "tile", "feather")
+_DEFAULTS = ("model", "octaves", "octave_scale", "steps", "step_size", "tile", "feather", "look", "instance",
+             "class_strength")
 
 
 def describe() -> Dict[str, Any]:
@@ -38,7 +40,10 @@ def describe() -> Dict[str, Any]:
     return {
         "presets": [dict(p) for p in PRESETS],
         "ranges": {name: [low, high] for name, (low, high) in RANGES.items()},
-        "defaults": {f.name: getattr(defaults, f.name) for f in fields(Settings) if f.name in _DEFAULTS},
+        "defaults": {**{f.name: getattr(defaults, f.name) for f in fields(Settings) if f.name in _DEFAULTS},
+                     "steps": STEPS["tiled"]},  # layer targets' steps; a class look's are in look_steps
+        "looks": list(LOOKS),  # class targets alone: grown out of the photo, or one picture of the class
+        "look_steps": {look: STEPS[LOOK_METHODS[look]] for look in LOOKS},
         "context": masks.CONTEXT,
         "models": available,
         "default_model": DEFAULT_MODEL,

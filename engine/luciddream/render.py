@@ -6,8 +6,10 @@ the input's own dtype and layout, untouched outside the mask.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
+import warnings
 from dataclasses import fields
 from typing import Optional, Sequence
 
@@ -15,7 +17,7 @@ import numpy as np
 import torch
 
 from . import masks, methods, pixels
-from .errors import Cancelled, DreamError
+from .errors import Cancelled, DreamError, is_out_of_memory
 from .methods import Extras, ProgressCallback
 from .nets import load_model, resolve_device
 from .objectives import TargetSpec, guide_features, parse_targets
@@ -68,11 +70,42 @@ def dream(image: np.ndarray, mask: np.ndarray | None = None, targets: str | Sequ
                      layout.height, layout.width)
     rgb = pixels.network_rgb(pixels.color_region(image, layout, box))
     selected = None if mask_values is None else (mask_values[box.slices] > 0).astype(np.float32)
-    run = methods.method(methods.choose(parsed, extras))
-    rng = np.random.default_rng(cfg.seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(rng.integers(2 ** 31)))
-        result = run(rgb, selected, net, parsed, cfg, rng, progress, cancel, extras)
+    run = methods.method(methods.choose(parsed, extras, cfg.look))
+    seed = np.random.SeedSequence(cfg.seed)  # drawn once when None, so a rerun on the CPU is the same dream
+    try:
+        result = _seeded_run(run, rgb, selected, net, parsed, cfg, seed, progress, cancel, extras)
+    except (MemoryError, RuntimeError) as exc:
+        if next(net.parameters()).device.type == "cpu" or not is_out_of_memory(exc):
+            raise
+        failed_on = next(net.parameters()).device.type
+    else:
+        failed_on = None
+    if failed_on is not None:  # the GPU ran out even at the smallest tile: the same dream on the CPU
+        if failed_on == "cuda":
+            torch.cuda.empty_cache()
+        note = f"out of {failed_on.upper()} memory: dreaming on the CPU instead"
+        if progress is not None:
+            inner = progress
+
+            def progress(p: methods.Progress) -> None:  # noqa: F811 (the same callback, with the note added)
+                inner(dataclasses.replace(p, note=p.note or note))
+        else:
+            warnings.warn(note, RuntimeWarning, stacklevel=2)
+        cpu_net = load_model(cfg.model, "cpu", weights=weights)
+        if extras.guide is not None:
+            extras = Extras(guide=dataclasses.replace(extras.guide, features=extras.guide.features.cpu()))
+        result = _seeded_run(run, rgb, selected, cpu_net, parsed, cfg, seed, progress, cancel, extras)
     if cancel is not None and cancel.is_set():
         raise Cancelled()
     return pixels.merge(image, layout, box, result, mask_values)
+
+
+def _seeded_run(run: methods.Method, rgb: np.ndarray, selected: Optional[np.ndarray], net, parsed, cfg: Settings,
+                seed: np.random.SeedSequence, progress: Optional[ProgressCallback], cancel: threading.Event | None,
+                extras: Extras) -> np.ndarray:
+    """One run of the method from the dream's seed: torch's generator seeded from the dream's first draw, the rest
+    of the draws left to the method (so a rerun, on another device, draws the same numbers)."""
+    rng = np.random.default_rng(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(rng.integers(2 ** 31)))
+        return run(rgb, selected, net, parsed, cfg, rng, progress, cancel, extras)

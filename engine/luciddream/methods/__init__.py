@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from ..objectives import Guide, Target
     from ..settings import Settings
 
-METHODS = ("tiled", "lucid")  # module names in this package
+METHODS = ("tiled", "lucid", "grow")  # module names in this package
+LOOK_METHODS = {"grow": "grow", "object": "lucid"}  # the class looks (Settings.look) and their methods
+STEPS = {"tiled": 10, "lucid": 30, "grow": 40}  # each method's steps per octave when Settings.steps is None
 
 
 @dataclass(frozen=True)
@@ -33,10 +35,13 @@ class Progress:
     octaves: int
     step: int
     steps: int
+    tile: int = 0    # the tile the dream runs at (chosen from memory when the settings say auto), 0: none
+    note: str = ""   # one line the user should see, e.g. that running out of memory made the tile smaller
 
     @property
     def message(self) -> str:
-        return f"octave {self.octave}/{self.octaves}, step {self.step}/{self.steps}"
+        where = f"octave {self.octave}/{self.octaves}, step {self.step}/{self.steps}"
+        return f"{where} ({self.note})" if self.note else where
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -57,10 +62,11 @@ Method = Callable[["np.ndarray", Optional["np.ndarray"], "DreamNet", Sequence["T
                   "np.ndarray"]
 
 
-def choose(targets: Sequence["Target"], extras: Extras) -> str:
-    """Class targets alone are dreamed as one picture of the class (lucid); layers, mixes and guides are tiled."""
+def choose(targets: Sequence["Target"], extras: Extras, look: str = "grow") -> str:
+    """Class targets alone are dreamed in the chosen look (`grow`: out of the photo; `object`: one picture of the
+    class, the lucid method); layers, mixes and guides are tiled."""
     if extras.guide is None and targets and all(t.kind == "class" for t in targets):
-        return "lucid"
+        return LOOK_METHODS[look]
     return "tiled"
 
 

@@ -4,9 +4,9 @@ Logit ascent on tiles finds adversarial texture and, on windows smaller than the
 class's motifs. So here the network sees the whole selection each step, under random zooms, turns and shifts
 (transforms.RandomView), and the change is a smooth picture (param.Spectrum) whose frequencies are let in from coarse
 to fine, added to a softened copy of the photo and faded in inside the selection's edge. Lite0 dreams together with
-Lite1 when it is installed. The settings keep their meaning of "how much work" and "how strong": the optimiser takes
-octaves × steps × `updates_per_step` Adam steps at a rate proportional to the step size. Why each number is what it
-is: docs/quality.md.
+Lite1 when it is installed. The optimiser takes octaves × steps Adam steps (steps per octave, default 30: the
+frequencies rise over the octaves) at a rate proportional to the step size. Why each number is what it is:
+docs/quality.md.
 """
 from __future__ import annotations
 
@@ -26,14 +26,13 @@ from ..objectives import Target
 from ..octaves import resize
 from ..settings import Settings
 from ..transforms import RandomView
-from . import Extras, Progress, ProgressCallback
+from . import STEPS, Extras, Progress, ProgressCallback
 
 
 @dataclass(frozen=True)
 class Recipe:
     """The numbers of the class method (measured in benchmarks/class_quality.py; see docs/quality.md)."""
 
-    updates_per_step: int = 3        # optimiser steps = octaves × steps × this (120 with default settings)
     learning_rate: float = 0.05      # Adam, at the default step size 1.5 (scales with it)
     amplitude: float = 4.4           # size of the change: RMS (in logit units) of a unit-variance spectrum
     decay: float = 1.5               # spectrum falls as 1/f^decay: steeper than 1/f favours large shapes
@@ -50,6 +49,7 @@ class Recipe:
 
 
 RECIPE = Recipe()
+DEFAULT_STEPS = STEPS["lucid"]  # optimiser steps per octave when the settings leave `steps` unset
 
 
 def dreamers(net: DreamNet, recipe: Recipe = RECIPE) -> list[DreamNet]:
@@ -101,7 +101,7 @@ def dream(rgb: np.ndarray, selected: Optional[np.ndarray], net: DreamNet, target
 
     generator = torch.Generator().manual_seed(int(rng.integers(2 ** 31)))
     spectrum = param.spectrum(size, recipe.decay, generator, device=device)
-    total = max(1, settings.octaves * settings.steps * recipe.updates_per_step)
+    total = max(1, settings.octaves * (settings.steps if settings.steps is not None else DEFAULT_STEPS))
     opt = torch.optim.Adam([spectrum.coefficients], lr=recipe.learning_rate * settings.step_size / 1.5)
 
     def change(step: int) -> torch.Tensor:

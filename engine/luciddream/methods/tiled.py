@@ -12,15 +12,16 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from .. import octaves, tiles, transforms
-from ..errors import Cancelled
+from .. import memory, octaves, tiles, transforms
+from ..errors import Cancelled, is_out_of_memory
 from ..nets import DreamNet
 from ..objectives import Guide, Target, guide_score, needed_layers, score
 from ..settings import Settings
-from . import Extras, Progress, ProgressCallback
+from . import STEPS, Extras, Progress, ProgressCallback
 
 JITTER = 32          # the network's total stride: random offsets up to this hide its alignment grid
 MIN_OCTAVE_SIDE = 32  # smaller octaves hold too little for the network to see anything
+DEFAULT_STEPS = STEPS["tiled"]  # optimiser steps per octave when the settings leave `steps` unset
 
 
 def window_size(tile: int, targets: Sequence[Target], net: DreamNet) -> int:
@@ -40,16 +41,54 @@ def dream(rgb: np.ndarray, selected: Optional[np.ndarray], net: DreamNet, target
     normalised and applied without temporaries.
     """
     device = next(net.parameters()).device
+    h, w = rgb.shape[:2]
+    budget = memory.device_budget(device, settings.max_memory)
+    chosen = memory.choose_tile(settings.tile, h, w, budget, capped=settings.max_memory > 0,
+                                hand_written=net.spec.name.startswith("lite"))
+    note = ""
+    if settings.tile and chosen < settings.tile:
+        note = f"tile {chosen} instead of {settings.tile}, to stay within {budget.reason}"
+    entry_state = rng.bit_generator.state
+    while True:
+        try:
+            return _dream_at(window_size(chosen, targets, net), note, rgb, selected, net, targets, settings, rng,
+                             progress, cancel, extras)
+        except _Restart as again:
+            chosen, note = again.tile, again.note
+            rng.bit_generator.state = entry_state  # a run started at the smaller tile draws the same numbers
+
+
+class _Restart(Exception):
+    """Out of memory after steps whose windows the smaller tile would have cut differently: dream again from the
+    start at `tile`, so the picture is the one a run started at that tile makes."""
+
+    def __init__(self, tile: int, note: str) -> None:
+        super().__init__(note)
+        self.tile, self.note = tile, note
+
+
+def _free_cached(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _dream_at(tile: int, note: str, rgb: np.ndarray, selected: Optional[np.ndarray], net: DreamNet,
+              targets: Sequence[Target], settings: Settings, rng: np.random.Generator,
+              progress: Optional[ProgressCallback], cancel: Optional[threading.Event], extras: Extras) -> np.ndarray:
+    """The octaves at one tile. Out of memory in a step retries that step at half the tile (down to
+    memory.MIN_TILE) with the random numbers it drew, when every earlier step fitted one window at the smaller
+    tile too (so nothing done so far depended on the tile); otherwise the whole dream starts again (_Restart)."""
+    device = next(net.parameters()).device
     guide = extras.guide
-    tile = window_size(settings.tile, targets, net)
     base = torch.from_numpy(rgb).permute(2, 0, 1)[None].to(device)
     selected_full = None if selected is None else torch.from_numpy(selected)[None, None].to(device)
     h, w = rgb.shape[:2]
     sizes = octaves.octave_sizes(h, w, settings.octaves, settings.octave_scale, MIN_OCTAVE_SIDE)
-    total = sum(a * b for a, b in sizes) * settings.steps
+    steps = settings.steps if settings.steps is not None else DEFAULT_STEPS
+    total = sum(a * b for a, b in sizes) * steps
     done = 0
+    widest = 0  # the longest side any finished step has dreamed at: below the tile, the tile changed nothing
     layers = needed_layers(targets) | ({guide.layer} if guide is not None else set())
-    overlap = tiles.overlap_for(tile)
     step_size = settings.step_size / 255.0
     detail: torch.Tensor | None = None
     img = base
@@ -64,19 +103,39 @@ def dream(rgb: np.ndarray, selected: Optional[np.ndarray], net: DreamNet, target
             detail = None
             img.add_(original).clamp_(0.0, 1.0)
         if values > 0:  # else a selection too thin to survive this octave's shrinking: it dreams larger up
-            for s in range(settings.steps):
+            for s in range(steps):
                 check_cancel(cancel)
-                g = gradient(img, sel, net, targets, layers, tile, overlap, rng, cancel, guide)
+                drawn_from = rng.bit_generator.state
+                while True:
+                    failed = None
+                    try:
+                        g = gradient(img, sel, net, targets, layers, tile, tiles.overlap_for(tile), rng, cancel,
+                                     guide)
+                    except (MemoryError, RuntimeError) as exc:
+                        if not is_out_of_memory(exc) or tile <= memory.MIN_TILE:
+                            raise
+                        failed = type(exc).__name__
+                    if failed is None:
+                        break
+                    _free_cached(device)  # the failed step's tensors went with the exception
+                    smaller = max(memory.MIN_TILE, tile // 2)
+                    rng.bit_generator.state = drawn_from
+                    if widest > smaller:
+                        raise _Restart(smaller, f"out of memory at tile {tile}: dreaming again from the start at "
+                                                f"tile {smaller}")
+                    note = f"out of memory at tile {tile}: continuing at tile {smaller}"
+                    tile = smaller
                 if sel is not None:
                     g.mul_(sel)
                 mean = float(torch.linalg.vector_norm(g, 1)) / values
                 img.add_(g, alpha=step_size / (mean + 1e-12)).clamp_(0.0, 1.0)
                 del g
+                widest = max(widest, *size)
                 done += size[0] * size[1]
                 if progress is not None:
-                    progress(Progress(done / total, k + 1, len(sizes), s + 1, settings.steps))
+                    progress(Progress(done / total, k + 1, len(sizes), s + 1, steps, tile, note))
         else:
-            done += size[0] * size[1] * settings.steps
+            done += size[0] * size[1] * steps
         if k + 1 < len(sizes):
             detail = img.sub_(original)
     return img[0].permute(1, 2, 0).cpu().numpy()

@@ -1,0 +1,254 @@
+"""Class targets alone, the `grow` look: several instances of the class grown out of the photo, at full resolution.
+
+Why this way (measurements in docs/quality.md): one view of the whole selection rewards one object that fills it,
+so here the network sees many windows of one instance's size, each with one class to find, their centres drawn
+around anchors about one instance apart (for a hybrid the anchors take the classes in turn, so each class gets
+places of its own instead of one blended blob). The class forms at the scale where one instance is the network's
+input size; octaves then carry the change up to the image's own resolution (or down, for instances smaller than
+the input), adding detail at each scale, so a large selection is as sharp as the photo around it. What is
+optimised is the change, not the photo: the change is blurred with a decaying σ (the photo's own edges stay),
+bounded by `class_strength` and stripped of its lowest frequencies, so the photo's layout and colours stay
+readable between and through the instances.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from .. import masks, param
+from ..errors import Cancelled
+from ..filters import gaussian_blur
+from ..param import COLOR_CORRELATION
+from ..nets import LOGITS, DreamNet
+from ..objectives import Target
+from ..octaves import resize
+from ..settings import Settings
+from ..transforms import square_view
+from . import STEPS, Extras, Progress, ProgressCallback
+
+DEFAULT_STEPS = STEPS["grow"]  # optimiser steps per octave when the settings leave `steps` unset
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The numbers of the grow look (measured in benchmarks/class_quality.py; see docs/quality.md)."""
+
+    coverage: float = 1.5            # windows per step ≈ this × selection area / instance area...
+    max_windows: int = 12            # ...but at most this many (cost follows the selection up to here)
+    batch: int = 4                   # windows through the network at once
+    zoom: tuple = (0.7, 1.5)         # a window spans the instance size × 1/zoom (log-uniform)
+    degrees: float = 15.0            # windows turn ± this
+    spread: float = 0.25             # window centres ~ N(anchor, spread × instance)
+    fade: float = 0.12               # the change fades in over this fraction of an instance inside the edge
+    # The first octave: the change as a 1/f spectrum in decorrelated colour, optimised by Adam (as the object look)
+    learning_rate: float = 0.05
+    amplitude: float = 4.4           # RMS (logit units) of a unit-variance spectrum
+    decay: float = 1.5               # the spectrum falls as 1/f^decay: large shapes first
+    coarse: float = 2.0              # the first cut-off, in cycles across one instance...
+    ramp: float = 0.7                # ...rising to full resolution over this share of the steps
+    # Later octaves (instances larger than the input): detail added by normalised gradient steps on the pixels
+    step_first: float = 6.0 / 255    # mean change per step at an octave's first step (on 0–1)...
+    step_last: float = 2.0 / 255     # ...and at its last (deepdraw: 11 → 3 on 0–255)
+    sigma_first: float = 1.0         # blur σ of the change (pixels at the octave's scale), first step...
+    sigma_last: float = 0.3          # ...and last: the change is blurred, never the photo
+    grad_sigma_first: float = 1.5    # blur σ of the gradient, first step...
+    grad_sigma_last: float = 0.3     # ...and last
+    keep_low: float = 8.0            # the change's content below σ = instance / keep_low...
+    keep: float = 0.5                # ...loses this share × (1 − strength) each step: the photo's layout stays
+
+
+RECIPE = Recipe()
+
+
+def decay(first: float, last: float, t: float) -> float:
+    """From `first` at t = 0 to `last` at t = 1, geometrically."""
+    return first * (last / first) ** t
+
+
+def octave_scales(instance: float, input_size: int, octave_scale: float) -> list[float]:
+    """Scales (work size / image size) from where one instance is the network's input size up to the image's own
+    resolution; a single scale when the instance is no larger than the input (the class forms there and the change
+    is then resized down to the image, losing nothing)."""
+    first = input_size / instance
+    if first >= 1.0:
+        return [first]
+    count = max(1, math.ceil(math.log(1.0 / first) / math.log(octave_scale) - 1e-6)) + 1
+    return [first * (1.0 / first) ** (i / (count - 1)) for i in range(count)]
+
+
+def anchors(inside: torch.Tensor, spacing: float, classes: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, 3) rows of y, x, class slot: points about `spacing` apart on a jittered grid over the selected pixels,
+    the class slots taken in turn (a checkerboard for two classes)."""
+    ys, xs = torch.nonzero(inside[0, 0] > 0.5, as_tuple=True)
+    if len(ys) == 0:
+        return np.zeros((0, 3))
+    y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+    ny, nx = max(1, round((y1 - y0) / spacing)), max(1, round((x1 - x0) / spacing))
+    points = []
+    for i in range(ny):
+        for j in range(nx):
+            y = y0 + (i + 0.5 + rng.uniform(-0.2, 0.2)) * (y1 - y0) / ny
+            x = x0 + (j + 0.5 + rng.uniform(-0.2, 0.2)) * (x1 - x0) / nx
+            yi, xi = min(int(y), inside.shape[2] - 1), min(int(x), inside.shape[3] - 1)
+            if inside[0, 0, yi, xi] > 0.5:
+                points.append((y, x, (i + j) % classes))
+    if not points:  # a thin or ragged selection: its centre of mass
+        points.append((float(ys.float().mean()), float(xs.float().mean()), 0))
+    return np.array(points)
+
+
+@dataclass
+class Octave:
+    """One scale of the dream: the photo and the soft selection there, the anchors and the windows a step."""
+
+    base: torch.Tensor      # (1, 3, h, w) photo at this scale
+    sel: torch.Tensor       # (1, 1, h, w) selection, faded in at its edge
+    area: float             # selected pixels
+    instance: float         # one instance's side at this scale, in pixels
+    points: np.ndarray      # anchors (y, x, class slot)
+    count: int              # windows a step
+
+
+def class_value(x: torch.Tensor, octave: Octave, net: DreamNet, slots: list, balance: bool,
+                rng: np.random.Generator) -> torch.Tensor:
+    """Σ over this step's windows of each window's own class logit (log-probability for hybrids, so the gradient goes
+    to whichever class is behind); windows are instance-sized squares around random anchors, zoomed and turned."""
+    recipe = RECIPE
+    picks = rng.integers(0, len(octave.points), size=octave.count)
+    value = x.new_zeros(())
+    for first in range(0, octave.count, recipe.batch):
+        group = picks[first:first + recipe.batch]
+        views = []
+        for p in group:
+            cy, cx = octave.points[p, :2] + rng.normal(0, recipe.spread * octave.instance, size=2)
+            zoom = math.exp(rng.uniform(math.log(recipe.zoom[0]), math.log(recipe.zoom[1])))
+            angle = math.radians(rng.uniform(-recipe.degrees, recipe.degrees))
+            views.append(square_view(x, float(cy), float(cx), octave.instance / (2 * zoom), angle,
+                                     net.spec.input_size))
+        logits = net(torch.cat(views), [LOGITS])[LOGITS]
+        if balance:
+            logits = logits.log_softmax(dim=1)
+        for row, p in enumerate(group):
+            index, weight = slots[int(octave.points[p, 2])]
+            value = value + abs(weight) * logits[row, index]
+    return value
+
+
+def form(octave: Octave, strength: float, steps: int, net: DreamNet, slots: list, balance: bool,
+         rng: np.random.Generator, tick) -> torch.Tensor:
+    """The first octave: the class forms as a 1/f spectrum in decorrelated colour (large shapes first, no speckle),
+    added in logit space to the photo and mixed in by `strength`; returns the change."""
+    recipe = RECIPE
+    generator = torch.Generator().manual_seed(int(rng.integers(2 ** 31)))
+    spectrum = param.spectrum(tuple(octave.base.shape[-2:]), recipe.decay, generator, device=octave.base.device)
+    opt = torch.optim.Adam([spectrum.coefficients], lr=recipe.learning_rate)
+    start = torch.logit(octave.base.clamp(0.02, 0.98))
+    first_cut = recipe.coarse / octave.instance
+
+    def change(step: int) -> torch.Tensor:
+        cut = first_cut * (0.5 / first_cut) ** min(1.0, step / max(1.0, recipe.ramp * steps))
+        picture = spectrum.picture(spectrum.lowpass(cut)) * recipe.amplitude
+        return strength * (torch.sigmoid(start + picture) - octave.base) * octave.sel
+
+    for step in range(steps):
+        tick(step)
+        value = class_value(octave.base + change(step), octave, net, slots, balance, rng)
+        opt.zero_grad(set_to_none=True)
+        (-value).backward()
+        opt.step()
+    with torch.no_grad():
+        return change(steps)
+
+
+def refine(octave: Octave, change: torch.Tensor, strength: float, steps: int, net: DreamNet, slots: list,
+           balance: bool, rng: np.random.Generator, tick) -> torch.Tensor:
+    """A later octave: detail added by normalised gradient steps on the change (blurred, colour-decorrelated),
+    its lowest frequencies pulled back toward the photo and its size bounded by `strength`."""
+    recipe = RECIPE
+    color = COLOR_CORRELATION.to(change)
+    low_sigma = octave.instance / recipe.keep_low
+    for step in range(steps):
+        tick(step)
+        t = step / max(1, steps - 1)
+        change = change.detach().requires_grad_(True)
+        value = class_value((octave.base + change * octave.sel).clamp(0, 1), octave, net, slots, balance, rng)
+        (grad,) = torch.autograd.grad(value, change)
+        with torch.no_grad():
+            grad = gaussian_blur(grad * octave.sel, decay(recipe.grad_sigma_first, recipe.grad_sigma_last, t))
+            grad = torch.einsum("ij,jk,bkhw->bihw", color, color.T, grad * octave.sel)
+            mean = float(grad.abs().sum()) / (3 * octave.area)
+            change = change.detach() + grad * (decay(recipe.step_first, recipe.step_last, t) / (mean + 1e-12))
+            change = gaussian_blur(change, decay(recipe.sigma_first, recipe.sigma_last, t))
+            change = change - recipe.keep * (1 - strength) * gaussian_blur(change, low_sigma)
+            change = change.clamp(-strength, strength)
+            change = ((octave.base + change).clamp(0, 1) - octave.base) * octave.sel
+    return change.detach()
+
+
+def dream(rgb: np.ndarray, selected: Optional[np.ndarray], net: DreamNet, targets: Sequence[Target],
+          settings: Settings, rng: np.random.Generator, progress: Optional[ProgressCallback],
+          cancel: Optional[threading.Event], extras: Extras) -> np.ndarray:
+    """Grow the class targets out of the (h, w, 3) float RGB region where `selected` > 0 (everywhere when None);
+    returns the region's new RGB (the photo itself outside the selection; the photo unchanged at strength 0)."""
+    recipe = RECIPE
+    strength = settings.class_strength
+    if strength <= 0:
+        return rgb
+    device = next(net.parameters()).device
+    h, w = rgb.shape[:2]
+    photo = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None].to(device)
+    inside = torch.ones(1, 1, h, w, device=device) if selected is None else \
+        torch.from_numpy((selected > 0).astype(np.float32))[None, None].to(device)
+    classes = [(t.index, t.weight) for t in targets if t.kind == "class" and t.weight != 0]
+    slots = [c for c in classes if c[1] > 0] or classes
+    balance = len(classes) > 1
+    steps = settings.steps if settings.steps is not None else DEFAULT_STEPS
+    scales = octave_scales(float(settings.instance), net.spec.input_size, settings.octave_scale)
+    sizes = [(max(16, round(h * k)), max(16, round(w * k))) for k in scales]
+    total = sum(a * b for a, b in sizes) * steps
+    done = 0
+    change: Optional[torch.Tensor] = None
+    for number, (k, size) in enumerate(zip(scales, sizes)):
+        base = resize(photo, size).clamp(0, 1)
+        sel = (resize(inside, size) > 0.5).to(base.dtype)
+        radius = recipe.fade * settings.instance * k
+        if radius >= 1:
+            sel = masks.inward_ramp(sel, radius) * sel
+        area = float(sel.sum())
+        if area == 0:  # a selection too thin for this scale: it grows at the larger ones
+            done += size[0] * size[1] * steps
+            continue
+        instance = settings.instance * k
+        count = int(min(recipe.max_windows, max(2, math.ceil(recipe.coverage * area / instance ** 2))))
+        octave = Octave(base, sel, area, instance, anchors(sel, instance, len(slots), rng), count)
+
+        def finished(step: int, number: int = number, size: tuple = size) -> None:
+            """Step `step` (1-based) of this octave is done: report it."""
+            nonlocal done
+            done += size[0] * size[1]
+            if progress is not None:
+                progress(Progress(done / total, number + 1, len(scales), step, steps))
+
+        def tick(step: int, finished=finished) -> None:
+            """Called before each step (0-based): stop on cancel, report the step before."""
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()
+            if step > 0:
+                finished(step)
+
+        if change is None:
+            change = form(octave, strength, steps, net, slots, balance, rng, tick)
+        else:
+            change = refine(octave, resize(change, size) * sel, strength, steps, net, slots, balance, rng, tick)
+        finished(steps)
+    if change is None:
+        return rgb
+    with torch.no_grad():
+        full = change if change.shape[-2:] == (h, w) else resize(change, (h, w))
+        out = (photo + full * inside).clamp(0, 1)
+    return out[0].permute(1, 2, 0).cpu().numpy()
