@@ -18,8 +18,9 @@ class Cancelled(Exception):
 
 def is_out_of_memory(exc: BaseException) -> bool:
     """Did this exception come from running out of memory? NumPy raises MemoryError, CUDA torch.OutOfMemoryError,
-    and torch on the CPU a plain RuntimeError from its allocator ("DefaultCPUAllocator: can't allocate memory")."""
+    torch on the CPU a plain RuntimeError from its allocator ("DefaultCPUAllocator: can't allocate memory"), and
+    oneDNN "could not create a primitive" when its scratch buffer cannot be had (seen under RLIMIT_AS)."""
     if isinstance(exc, MemoryError) or "OutOfMemory" in type(exc).__name__:
         return True
     text = str(exc) if isinstance(exc, RuntimeError) else ""
-    return "can't allocate memory" in text or "out of memory" in text.lower()
+    return "can't allocate memory" in text or "out of memory" in text.lower() or "could not create a primitive" in text

@@ -70,6 +70,8 @@ class _Restart(Exception):
 def _free_cached(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.empty_cache()
+    else:
+        memory.release_after_out_of_memory()
 
 
 def _dream_at(tile: int, note: str, rgb: np.ndarray, selected: Optional[np.ndarray], net: DreamNet,
