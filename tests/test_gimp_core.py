@@ -56,7 +56,7 @@ def test_defaults_match_the_engine_settings(offer) -> None:
     s = core.engine_settings(core.default_options(offer), offer)
     assert "seed" not in s   # -1: the engine picks a new seed
     engine = Settings(**s).check()
-    assert (engine.octaves, engine.steps, engine.step_size, engine.octave_scale, engine.tile) == (4, 10, 1.5, 1.4, 640)
+    assert (engine.octaves, engine.steps, engine.step_size, engine.octave_scale, engine.tile) == (4, 10, 1.5, 1.4, 0)  # tile 0: auto
 
 
 def test_dialog_ranges_come_from_the_offer(offer) -> None:
@@ -131,7 +131,7 @@ def test_bad_targets(offer, preset: str, text: str, words: str) -> None:
     ({"steps": 2.5}, "Steps must be a whole number"),
     ({"strength": 100.0}, "Strength must be between"),
     ({"detail_size": 1.0}, "Detail size must be between"),
-    ({"tile": 32}, "Tile must be between 64"),
+    ({"tile": 5000}, "Tile must be between 0"),
     ({"seed": -2}, "Seed must be between -1"),
     ({"model": "resnet"}, 'Unknown model "resnet"'),
     ({"device": "tpu"}, 'Unknown device "tpu"'),
