@@ -2,8 +2,9 @@
 
     .venv/bin/python docs/make_gallery.py [--only classes,hybrid]   # writes docs/gallery/*.jpg, prints seconds
 
-`classes.jpg` is the class sheet: each benchmark class (benchmarks/class_quality.py) dreamed into a central
-selection of half the area of one of the photos (taken in turn), default settings, input | dream.
+`class_<name>.jpg` is one sheet per benchmark class (benchmarks/class_quality.py): the class dreamed into a central
+selection of half the area of each fixture photo with default settings, one row per photo: photo | grow | object.
+`--keep DIR` also writes every class dream as a PNG there (benchmarks/class_quality.py --from DIR judges them).
 
 Every picture is the engine's real output with the settings printed under it; nothing is retouched.
 """
@@ -17,6 +18,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
 
 import luciddream
@@ -40,6 +42,7 @@ SHOTS = [
     Shot("peacock", "chelsea", "peacock", "ellipse", {"feather": 12}),
     Shot("goldfish", "coffee", "goldfish", "box", {"feather": 8}),
     Shot("hybrid", "coffee", "ostrich=1, jellyfish=1", "ellipse", {"feather": 12}),
+    Shot("hybrid2", "astronaut", "goldfish=1, daisy=1", "ellipse", {"feather": 12}),
     Shot("texture", "chelsea", "layer:block3", "box", {"feather": 8}),
 ]
 
@@ -81,38 +84,65 @@ def outline(image: np.ndarray, mask: np.ndarray | None) -> Image.Image:
     return Image.fromarray(a)
 
 
-def class_sheet() -> None:
-    """Input | dream for every class, two pairs per row, each picture SHEET_WIDTH wide, the class named below."""
-    cells = []
-    for i, name in enumerate(CLASSES):
-        photo = np.array(Image.open(FIXTURES / f"{PHOTOS[i % len(PHOTOS)]}.png").convert("RGB"))
+def slug(name: str) -> str:
+    return name.replace(" ", "_").replace("'", "")
+
+
+def class_sheet(name: str, photos: list[str], keep: Path | None, reuse: bool) -> None:
+    """photo | grow | object for one class on each of `photos`, each picture SHEET_WIDTH wide."""
+    rows = []
+    for photo_name in photos:
+        photo = np.array(Image.open(FIXTURES / f"{photo_name}.png").convert("RGB"))
         h, w = photo.shape[:2]
         mask = selection("half", h, w)
-        start = time.perf_counter()
-        dream = luciddream.dream(photo, mask, name, seed=1)
-        print(f"classes/{name}: {time.perf_counter() - start:.1f} s", file=sys.stderr)
+        pictures = [outline(photo, mask)]
+        for look in ("grow", "object"):
+            saved = None if keep is None else keep / f"{photo_name}_{slug(name)}_{look}.png"
+            if reuse and saved is not None and saved.exists():
+                dream = np.array(Image.open(saved).convert("RGB"))
+            else:
+                start = time.perf_counter()
+                dream = luciddream.dream(photo, mask, name, seed=1, look=look)
+                print(f"{name}/{photo_name}/{look}: {time.perf_counter() - start:.1f} s", file=sys.stderr,
+                      flush=True)
+                if saved is not None:
+                    Image.fromarray(dream).save(saved)
+            pictures.append(Image.fromarray(dream))
         ch = round(h * SHEET_WIDTH / w)
-        cell = Image.new("RGB", (2 * SHEET_WIDTH + 4, 300 + 20), "white")
-        for k, im in enumerate((outline(photo, mask), Image.fromarray(dream))):
-            cell.paste(im.resize((SHEET_WIDTH, ch), Image.LANCZOS), (k * (SHEET_WIDTH + 4), (300 - ch) // 2))
-        ImageDraw.Draw(cell).text((4, 303), name, fill="black")
-        cells.append(cell)
-    cols = 2
-    rows = (len(cells) + cols - 1) // cols
-    cw, chh = cells[0].size
-    sheet = Image.new("RGB", (cols * cw + (cols - 1) * 12, rows * chh), "white")
-    for i, cell in enumerate(cells):
-        sheet.paste(cell, ((i % cols) * (cw + 12), (i // cols) * chh))
-    sheet.save(OUT / "classes.jpg", quality=88)
+        row = Image.new("RGB", (3 * SHEET_WIDTH + 8, ch), "white")
+        for k, im in enumerate(pictures):
+            row.paste(im.resize((SHEET_WIDTH, ch), Image.LANCZOS), (k * (SHEET_WIDTH + 4), 0))
+        rows.append(row)
+    sheet = Image.new("RGB", (rows[0].width, sum(r.height + 4 for r in rows) + 18), "white")
+    y = 18
+    ImageDraw.Draw(sheet).text((4, 3), f"{name}: photo | grow (default) | object   seed=1", fill="black")
+    for row in rows:
+        sheet.paste(row, (0, y))
+        y += row.height + 4
+    sheet.save(OUT / f"class_{slug(name)}.jpg", quality=85)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default="", help="comma-separated pictures to make (classic, peacock, ..., classes)")
-    only = {n.strip() for n in ap.parse_args().only.split(",") if n.strip()}
+    ap.add_argument("--classes", default=",".join(CLASSES), help="comma-separated classes for the class sheets")
+    ap.add_argument("--keep", type=Path, help="also write every class dream as a PNG in this folder")
+    ap.add_argument("--reuse", action="store_true", help="take class dreams already in --keep instead of dreaming")
+    ap.add_argument("--photos", type=int, default=len(PHOTOS),
+                    help="photos per class sheet: all three, or fewer, taken in turn from the class's place")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    only = {n.strip() for n in args.only.split(",") if n.strip()}
     OUT.mkdir(exist_ok=True)
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
     if not only or "classes" in only:
-        class_sheet()
+        for name in (c.strip() for c in args.classes.split(",") if c.strip()):
+            first = CLASSES.index(name) if name in CLASSES else 0
+            photos = [PHOTOS[(first + k) % len(PHOTOS)] for k in range(args.photos)]
+            class_sheet(name, photos, args.keep, args.reuse)
     for shot in SHOTS:
         if only and shot.name not in only:
             continue

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from .config import DROP_ENV, EngineConfig, config_from, read_config, worker_env
 from .errors import CANCELLED, UserError
-from .offer import LABELS, Offer, Preset, check_value, offer_from_config, offer_from_hello
+from .offer import LABELS, LOOK_LABELS, Offer, Preset, check_value, offer_from_config, offer_from_hello
 from .region import Plan, Rect, check_mask, plan_region, selected_fraction
 from .samples import SAMPLE_BYTES, pixel_bytes
 from .targets import split_targets
 
 __all__ = [
-    "CANCELLED", "DROP_ENV", "LABELS", "SAMPLE_BYTES", "EngineConfig", "Offer", "Plan", "Preset", "Rect",
+    "CANCELLED", "DROP_ENV", "LABELS", "LOOK_LABELS", "SAMPLE_BYTES", "EngineConfig", "Offer", "Plan", "Preset", "Rect",
     "UserError", "check_mask", "check_value", "config_from", "offer_from_config", "offer_from_hello",
     "pixel_bytes", "plan_region", "read_config", "selected_fraction", "split_targets", "worker_env",
 ]

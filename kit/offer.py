@@ -14,6 +14,8 @@ from .config import REINSTALL, EngineConfig
 from .errors import UserError
 
 # What the user sees for each engine setting: one meaning in every host ("Detail size" is always octave_scale).
+# Class looks as menus show them.
+LOOK_LABELS: Dict[str, str] = {"grow": "Grow out of the photo", "object": "One picture of the class"}
 LABELS: Dict[str, str] = {
     "model": "Model", "octaves": "Octaves", "octave_scale": "Detail size", "steps": "Steps",
     "step_size": "Strength", "tile": "Tile", "seed": "Seed", "feather": "Feather",
@@ -41,6 +43,7 @@ class Offer:
     models: Tuple[str, ...]
     default_model: str
     model_titles: Dict[str, str] = field(default_factory=dict)
+    looks: Tuple[str, ...] = ("grow", "object")  # class looks (Settings.look); an older engine offers none
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "the engine") -> "Offer":
@@ -58,6 +61,7 @@ class Offer:
             models = tuple(str(m) for m in data["models"])
             default_model = str(data["default_model"])
             titles = {str(k): str(v) for k, v in dict(data.get("model_titles") or {}).items()}
+            looks = tuple(str(v) for v in data.get("looks") or ())
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise bad(f"{type(exc).__name__}: {exc}") from None
         if isinstance(context, bool) or not isinstance(context, int) or context < 0:
@@ -65,7 +69,7 @@ class Offer:
         for name, (low, high) in ranges.items():
             if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)) or low > high:
                 raise bad(f"range of {name}")
-        return cls(presets, ranges, defaults, context, models, default_model, titles)
+        return cls(presets, ranges, defaults, context, models, default_model, titles, looks)
 
     def preset(self, name: str) -> Preset:
         """The preset called `name`, or a sentence listing those the engine offers."""
@@ -100,6 +104,10 @@ class Offer:
         model = settings.get("model")
         if model is not None and model not in self.models:
             raise UserError(f'Unknown model "{model}": choose one of {", ".join(self.models)}.')
+        look = settings.get("look")
+        if look is not None and look not in self.looks:
+            raise UserError(f'Unknown class look "{look}": choose one of {", ".join(self.looks) or "none"} '
+                            f'(update the engine for class looks).')
         for name, value in settings.items():
             if name in self.ranges and value is not None:
                 self.check(name, value)

@@ -29,7 +29,7 @@ def _case() -> tuple[np.ndarray, np.ndarray]:
 
 def test_the_class_grows_out_of_the_photo_and_the_photo_stays():
     """Measured (seed 1): goldfish in the top 5 of all 3 instance windows (blur, half, turn, crop, gray), median
-    probability 0.72 (photo: 0.0001); layout similarity 0.64 (the object look: 0.32)."""
+    probability 0.64 (photo: 0.0001); layout similarity 0.61 (the object look: 0.32)."""
     image, mask = _case()
     out = luciddream.dream(image, mask, "goldfish", **SETTINGS)
     assert np.array_equal(out[mask == 0], image[mask == 0])

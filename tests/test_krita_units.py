@@ -559,7 +559,8 @@ class GuiLoop:
         return True
 
 
-ENGINE_FIELDS = ("model", "octaves", "octave_scale", "steps", "step_size", "tile", "feather")
+ENGINE_FIELDS = ("model", "octaves", "octave_scale", "steps", "step_size", "tile", "feather", "look", "instance",
+                 "class_strength")
 
 
 def test_settings_start_from_the_engines_offer():

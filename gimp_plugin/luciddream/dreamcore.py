@@ -25,7 +25,7 @@ GIMP_INT_MAX = 2 ** 31 - 1   # GIMP's int arguments are signed 32-bit; the engin
 # The dialog's numeric arguments: (GIMP's name, the engine's setting). GIMP names follow kit.LABELS.
 NUMBERS: Tuple[Tuple[str, str], ...] = (
     ("octaves", "octaves"), ("steps", "steps"), ("strength", "step_size"), ("detail_size", "octave_scale"),
-    ("tile", "tile"),
+    ("tile", "tile"), ("instance", "instance"), ("class_strength", "class_strength"),
 )
 
 
@@ -39,7 +39,10 @@ class Options:
     strength: float             # the engine's step_size: mean change per step in 8-bit levels
     detail_size: float          # the engine's octave_scale: larger values grow larger dreamed shapes
     tile: int
+    instance: int               # class looks: size of one instance in image pixels
+    class_strength: float       # grow look: how far the photo may change (0 = untouched … 1 = replaced)
     model: str
+    look: str = "grow"          # class targets alone: "grow" out of the photo or one picture ("object")
     targets: str = ""
     preset: str = NO_PRESET
     seed: int = RANDOM_SEED     # -1: a new random seed every run
@@ -49,7 +52,8 @@ class Options:
 
 def default_options(offer: Offer) -> Options:
     """The dialog's first values: the engine's defaults."""
-    return Options(**{ours: offer.default(theirs) for ours, theirs in NUMBERS}, model=offer.default("model"))
+    return Options(**{ours: offer.default(theirs) for ours, theirs in NUMBERS}, model=offer.default("model"),
+                   look=str(offer.defaults.get("look", "grow")))
 
 
 def options_from(values: Mapping[str, Any], offer: Offer) -> Options:
@@ -72,6 +76,11 @@ def preset_choices(offer: Offer) -> Dict[str, str]:
     return {NO_PRESET: NO_PRESET_LABEL, **{p.name: p.label for p in offer.presets}}
 
 
+def look_choices(offer: Offer) -> Dict[str, str]:
+    """The class look argument's choices (nick: label), in the engine's order."""
+    return {name: kit.LOOK_LABELS.get(name, name) for name in offer.looks}
+
+
 def model_choices(offer: Offer) -> Dict[str, str]:
     return {name: offer.model_titles.get(name, name) for name in offer.models}
 
@@ -92,7 +101,9 @@ def engine_settings(opts: Options, offer: Offer) -> Dict[str, Any]:
         raise UserError(f'Unknown output "{opts.output}": choose one of {", ".join(OUTPUTS)}.')
     for ours, (low, high) in ranges(offer).items():
         kit.check_value(ours.replace("_", " ").capitalize(), getattr(opts, ours), low, high)
-    settings: Dict[str, Any] = {"model": opts.model, "device": opts.device}
+    if opts.look not in offer.looks:
+        raise UserError(f'Unknown class look "{opts.look}": choose one of {", ".join(offer.looks)}.')
+    settings: Dict[str, Any] = {"model": opts.model, "device": opts.device, "look": opts.look}
     for ours, theirs in NUMBERS:
         value = getattr(opts, ours)
         settings[theirs] = float(value) if isinstance(offer.range(theirs)[0], float) else value

@@ -92,6 +92,13 @@ def build_procedure(plugin: Gimp.PlugIn, name: str) -> Gimp.Procedure:
                              *map(float, r["strength"]), float(d.strength), RW)
     proc.add_double_argument("detail-size", "_Detail size", "Growth between octaves: larger values dream larger "
                              "shapes", *map(float, r["detail_size"]), float(d.detail_size), RW)
+    proc.add_choice_argument("look", "Class _look", "Class targets alone: grow instances out of the photo, or "
+                             "one picture of the class", _choice(core.look_choices(offer)), d.look, RW)
+    proc.add_int_argument("instance", "I_nstance size", "Class looks: size of one instance in image pixels",
+                          *r["instance"], d.instance, RW)
+    proc.add_double_argument("class-strength", "_Class strength", "Grow look: how far the photo may change "
+                             "(0 = untouched, 1 = replaced)", *map(float, r["class_strength"]),
+                             float(d.class_strength), RW)
     proc.add_int_argument("tile", "T_ile size", "Largest window the network sees at once (memory vs. speed)",
                           *r["tile"], d.tile, RW)
     proc.add_int_argument("seed", "S_eed", "Same seed, same result on the same machine; -1 picks a new one",
@@ -102,8 +109,8 @@ def build_procedure(plugin: Gimp.PlugIn, name: str) -> Gimp.Procedure:
     return proc
 
 
-ARGUMENTS = ["targets", "preset", "model", "octaves", "steps", "strength", "detail-size", "tile", "seed",
-             "device", "output"]
+ARGUMENTS = ["targets", "preset", "model", "octaves", "steps", "strength", "detail-size", "look", "instance",
+             "class-strength", "tile", "seed", "device", "output"]
 
 
 class LucidDream(Gimp.PlugIn):

@@ -154,6 +154,20 @@ class LucidDreamDocker(DockWidget):
         strength.addWidget(QtWidgets.QLabel("× size"))
         strength.addWidget(self.step_size_spin)
         form.addRow(labels["step_size"], strength)
+        self.look_combo = QtWidgets.QComboBox()
+        self.look_combo.setToolTip("Class targets alone: grow instances out of the photo, or one picture of the "
+                                   "class.")
+        self.look_combo.currentIndexChanged.connect(
+            lambda _i: self.look_combo.currentData() and self._set(look=str(self.look_combo.currentData())))
+        form.addRow(labels["look"], self.look_combo)
+        self.instance_spin = _spin("Class looks: the size of one instance of the class, in image pixels.")
+        self.instance_spin.setSuffix(" px")
+        self.instance_spin.valueChanged.connect(lambda v: self._set(instance=int(v)))
+        form.addRow(labels["instance"], self.instance_spin)
+        self.class_strength_spin = _dspin(0.05, "Grow look: how far the photo may change (0 = untouched, "
+                                          "1 = replaced).")
+        self.class_strength_spin.valueChanged.connect(lambda v: self._set(class_strength=round(float(v), 3)))
+        form.addRow(labels["class_strength"], self.class_strength_spin)
         self.octaves_spin = _spin("Scales to dream at: more octaves grow larger structures.")
         self.octaves_spin.valueChanged.connect(lambda v: self._set(octaves=int(v)))
         form.addRow(labels["octaves"], self.octaves_spin)
@@ -204,7 +218,8 @@ class LucidDreamDocker(DockWidget):
         self.setWidget(root)
         self._settings_widgets = [self.source_combo, self.model_combo, self.steps_spin, self.step_size_spin,
                                   self.octaves_spin, self.detail_spin, self.tile_spin, self.feather_spin,
-                                  self.seed_spin, self.preset_combo]
+                                  self.seed_spin, self.preset_combo, self.look_combo, self.instance_spin,
+                                  self.class_strength_spin]
 
     def canvasChanged(self, canvas: Any) -> None:  # required by DockWidget; the active document is read on Dream
         pass
@@ -219,7 +234,8 @@ class LucidDreamDocker(DockWidget):
         if offer is None:
             return
         with _quiet(self.preset_combo, self.model_combo, self.steps_spin, self.step_size_spin, self.octaves_spin,
-                    self.detail_spin, self.tile_spin, self.feather_spin, self.seed_spin):
+                    self.detail_spin, self.tile_spin, self.feather_spin, self.seed_spin, self.look_combo,
+                    self.instance_spin, self.class_strength_spin):
             self.preset_combo.clear()
             for preset in offer.presets:
                 self.preset_combo.addItem(preset.label, preset.name)
@@ -230,9 +246,13 @@ class LucidDreamDocker(DockWidget):
                                              Qt.ItemDataRole.ToolTipRole)
             for spin, name in ((self.steps_spin, "steps"), (self.octaves_spin, "octaves"),
                                (self.tile_spin, "tile"), (self.step_size_spin, "step_size"),
-                               (self.detail_spin, "octave_scale")):
+                               (self.detail_spin, "octave_scale"), (self.instance_spin, "instance"),
+                               (self.class_strength_spin, "class_strength")):
                 low, high = offer.range(name)
                 spin.setRange(low, high)
+            self.look_combo.clear()
+            for name in offer.looks:
+                self.look_combo.addItem(kit.LOOK_LABELS.get(name, name), name)
             low, high = offer.range("feather")
             self.feather_spin.setRange(int(low), int(high))
             low, high = offer.range("seed")
@@ -254,6 +274,9 @@ class LucidDreamDocker(DockWidget):
             self.tile_spin.setValue(values.tile)
             self.feather_spin.setValue(int(round(values.feather)))
             self.seed_spin.setValue(values.seed)
+            self.look_combo.setCurrentIndex(max(0, self.look_combo.findData(values.look)))
+            self.instance_spin.setValue(values.instance)
+            self.class_strength_spin.setValue(values.class_strength)
 
     def _show_targets(self) -> None:
         """The target list; weights are updated in place so a spin box being edited keeps its focus."""

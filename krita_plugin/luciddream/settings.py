@@ -22,7 +22,8 @@ KEY = "settings"
 log = logging.getLogger("luciddream")
 
 # The engine settings the docker shows (the engine names them; kit.LABELS says what the user sees).
-ENGINE_FIELDS = ("model", "octaves", "octave_scale", "steps", "step_size", "tile", "feather", "seed")
+ENGINE_FIELDS = ("model", "octaves", "octave_scale", "steps", "step_size", "tile", "feather", "seed", "look",
+                 "instance", "class_strength")
 # A new seed is picked from this many, as before: short enough to read back and type in again.
 FIRST_SEEDS = 100000
 
@@ -39,6 +40,9 @@ class DreamSettings:
     tile: int               # "Tile": the largest window the network sees at once (memory vs. speed)
     feather: float
     seed: int
+    look: str = "grow"          # "Class look": class targets alone grown out of the photo, or one picture
+    instance: int = 224         # "Instance size": one instance of a class, in image pixels
+    class_strength: float = 0.7  # "Class strength": how far the photo may change (0 = untouched … 1 = replaced)
     visible: bool = False   # dream the visible image instead of the active layer
     preset: str = ""        # the look chosen in the preset list (what "Add look" adds)
 
@@ -55,6 +59,9 @@ def defaults(offer: kit.Offer) -> DreamSettings:
         octave_scale=float(offer.default("octave_scale")), steps=int(offer.default("steps")),
         step_size=float(offer.default("step_size")), tile=int(offer.default("tile")),
         feather=float(offer.default("feather")), seed=random.randrange(FIRST_SEEDS),
+        look=str(offer.defaults.get("look", offer.looks[0] if offer.looks else "grow")),
+        instance=int(offer.defaults.get("instance", 224)),
+        class_strength=float(offer.defaults.get("class_strength", 0.7)),
         visible=False, preset=offer.presets[0].name if offer.presets else "")
 
 
@@ -84,6 +91,8 @@ def problem(name: str, value: Any, offer: kit.Offer) -> Any:
     """Why `value` cannot be used for the setting `name`, or None when it can."""
     if name == "model":
         return None if isinstance(value, str) and value in offer.models else "not a model the engine offers"
+    if name == "look":
+        return None if isinstance(value, str) and value in offer.looks else "not a class look the engine offers"
     if name == "visible":
         return None if isinstance(value, bool) else "not true or false"
     if name == "preset":

@@ -119,6 +119,18 @@ def run_case():
                 report["preset_choices"] = [[nick, choice.get_label(nick)] for nick in choice.list_nicks()]
         except Exception:   # only the preset test needs these; it shows this error, the others go on
             report["preset_choices_error"] = traceback.format_exc()
+        try:   # the class-look controls: the look menu, and the bounds and defaults of instance and class strength
+            look = proc.find_argument("look")
+            if look is not None:
+                choice = Gimp.param_spec_choice_get_choice(look)
+                report["look_choices"] = [[nick, choice.get_label(nick)] for nick in choice.list_nicks()]
+                report["look_default"] = look.get_default_value()
+            for name in ("instance", "class-strength"):
+                spec = proc.find_argument(name)
+                if spec is not None:
+                    report[f"{name}_spec"] = [spec.minimum, spec.maximum, spec.get_default_value()]
+        except Exception:
+            report["look_choices_error"] = traceback.format_exc()
         config = proc.create_config()
         if JOB.get("last_values"):
             # What an interactive run leaves behind (only INTERACTIVE runs save them); Filters › Repeat reads it back.

@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .. import masks, param
 from ..errors import Cancelled
@@ -30,6 +31,7 @@ from ..octaves import resize
 from ..settings import Settings
 from ..transforms import square_view
 from . import STEPS, Extras, Progress, ProgressCallback
+from .lucid import dreamers
 
 DEFAULT_STEPS = STEPS["grow"]  # optimiser steps per octave when the settings leave `steps` unset
 
@@ -45,6 +47,8 @@ class Recipe:
     degrees: float = 15.0            # windows turn ± this
     spread: float = 0.25             # window centres ~ N(anchor, spread × instance)
     fade: float = 0.12               # the change fades in over this fraction of an instance inside the edge
+    ensemble: bool = True            # Lite1 dreams with Lite0 when installed (as in the object look)
+    soften: float = 0.0              # the first octave starts from the photo blurred by σ = this × instance
     # The first octave: the change as a 1/f spectrum in decorrelated colour, optimised by Adam (as the object look)
     learning_rate: float = 0.05
     amplitude: float = 4.4           # RMS (logit units) of a unit-variance spectrum
@@ -114,12 +118,13 @@ class Octave:
     count: int              # windows a step
 
 
-def class_value(x: torch.Tensor, octave: Octave, net: DreamNet, slots: list, balance: bool,
+def class_value(x: torch.Tensor, octave: Octave, nets: list, slots: list, balance: bool,
                 rng: np.random.Generator) -> torch.Tensor:
     """Σ over this step's windows of each window's own class logit (log-probability for hybrids, so the gradient goes
     to whichever class is behind); windows are instance-sized squares around random anchors, zoomed and turned."""
     recipe = RECIPE
     picks = rng.integers(0, len(octave.points), size=octave.count)
+    side = max(net.spec.input_size for net in nets)
     value = x.new_zeros(())
     for first in range(0, octave.count, recipe.batch):
         group = picks[first:first + recipe.batch]
@@ -128,18 +133,22 @@ def class_value(x: torch.Tensor, octave: Octave, net: DreamNet, slots: list, bal
             cy, cx = octave.points[p, :2] + rng.normal(0, recipe.spread * octave.instance, size=2)
             zoom = math.exp(rng.uniform(math.log(recipe.zoom[0]), math.log(recipe.zoom[1])))
             angle = math.radians(rng.uniform(-recipe.degrees, recipe.degrees))
-            views.append(square_view(x, float(cy), float(cx), octave.instance / (2 * zoom), angle,
-                                     net.spec.input_size))
-        logits = net(torch.cat(views), [LOGITS])[LOGITS]
-        if balance:
-            logits = logits.log_softmax(dim=1)
-        for row, p in enumerate(group):
-            index, weight = slots[int(octave.points[p, 2])]
-            value = value + abs(weight) * logits[row, index]
+            views.append(square_view(x, float(cy), float(cx), octave.instance / (2 * zoom), angle, side))
+        batch = torch.cat(views)
+        for net in nets:
+            s = net.spec.input_size
+            seen = batch if s == side else F.interpolate(batch, size=(s, s), mode="bilinear", antialias=True,
+                                                         align_corners=False)
+            logits = net(seen, [LOGITS])[LOGITS]
+            if balance:
+                logits = logits.log_softmax(dim=1)
+            for row, p in enumerate(group):
+                index, weight = slots[int(octave.points[p, 2])]
+                value = value + abs(weight) * logits[row, index]
     return value
 
 
-def form(octave: Octave, strength: float, steps: int, net: DreamNet, slots: list, balance: bool,
+def form(octave: Octave, strength: float, steps: int, nets: list, slots: list, balance: bool,
          rng: np.random.Generator, tick) -> torch.Tensor:
     """The first octave: the class forms as a 1/f spectrum in decorrelated colour (large shapes first, no speckle),
     added in logit space to the photo and mixed in by `strength`; returns the change."""
@@ -147,7 +156,8 @@ def form(octave: Octave, strength: float, steps: int, net: DreamNet, slots: list
     generator = torch.Generator().manual_seed(int(rng.integers(2 ** 31)))
     spectrum = param.spectrum(tuple(octave.base.shape[-2:]), recipe.decay, generator, device=octave.base.device)
     opt = torch.optim.Adam([spectrum.coefficients], lr=recipe.learning_rate)
-    start = torch.logit(octave.base.clamp(0.02, 0.98))
+    soft = octave.base if recipe.soften <= 0 else gaussian_blur(octave.base, recipe.soften * octave.instance)
+    start = torch.logit(soft.clamp(0.02, 0.98))
     first_cut = recipe.coarse / octave.instance
 
     def change(step: int) -> torch.Tensor:
@@ -157,7 +167,7 @@ def form(octave: Octave, strength: float, steps: int, net: DreamNet, slots: list
 
     for step in range(steps):
         tick(step)
-        value = class_value(octave.base + change(step), octave, net, slots, balance, rng)
+        value = class_value(octave.base + change(step), octave, nets, slots, balance, rng)
         opt.zero_grad(set_to_none=True)
         (-value).backward()
         opt.step()
@@ -165,7 +175,7 @@ def form(octave: Octave, strength: float, steps: int, net: DreamNet, slots: list
         return change(steps)
 
 
-def refine(octave: Octave, change: torch.Tensor, strength: float, steps: int, net: DreamNet, slots: list,
+def refine(octave: Octave, change: torch.Tensor, strength: float, steps: int, nets: list, slots: list,
            balance: bool, rng: np.random.Generator, tick) -> torch.Tensor:
     """A later octave: detail added by normalised gradient steps on the change (blurred, colour-decorrelated),
     its lowest frequencies pulled back toward the photo and its size bounded by `strength`."""
@@ -176,7 +186,7 @@ def refine(octave: Octave, change: torch.Tensor, strength: float, steps: int, ne
         tick(step)
         t = step / max(1, steps - 1)
         change = change.detach().requires_grad_(True)
-        value = class_value((octave.base + change * octave.sel).clamp(0, 1), octave, net, slots, balance, rng)
+        value = class_value((octave.base + change * octave.sel).clamp(0, 1), octave, nets, slots, balance, rng)
         (grad,) = torch.autograd.grad(value, change)
         with torch.no_grad():
             grad = gaussian_blur(grad * octave.sel, decay(recipe.grad_sigma_first, recipe.grad_sigma_last, t))
@@ -200,6 +210,7 @@ def dream(rgb: np.ndarray, selected: Optional[np.ndarray], net: DreamNet, target
     if strength <= 0:
         return rgb
     device = next(net.parameters()).device
+    nets = dreamers(net) if recipe.ensemble else [net]
     h, w = rgb.shape[:2]
     photo = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None].to(device)
     inside = torch.ones(1, 1, h, w, device=device) if selected is None else \
@@ -242,9 +253,9 @@ def dream(rgb: np.ndarray, selected: Optional[np.ndarray], net: DreamNet, target
                 finished(step)
 
         if change is None:
-            change = form(octave, strength, steps, net, slots, balance, rng, tick)
+            change = form(octave, strength, steps, nets, slots, balance, rng, tick)
         else:
-            change = refine(octave, resize(change, size) * sel, strength, steps, net, slots, balance, rng, tick)
+            change = refine(octave, resize(change, size) * sel, strength, steps, nets, slots, balance, rng, tick)
         finished(steps)
     if change is None:
         return rgb
