@@ -69,10 +69,16 @@ def config_from(data: Any, path: str = "engine.json") -> EngineConfig:
     return EngineConfig(values["python"], url, values["token"], dict(offer) if offer is not None else None)
 
 
-def worker_env(base: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+LEAVE_CORES_ENV = "LUCIDDREAM_LEAVE_CORES"  # read by the engine's threads.py
+LEAVE_CORES = 1  # the editor keeps one core for painting and redraws while the engine dreams
+
+
+def worker_env(base: Optional[Mapping[str, str]] = None, leave_cores: int = LEAVE_CORES) -> Dict[str, str]:
     """The environment for the worker: the host's (or `base`), minus the variables that point Python at the
-    host's own libraries. Both hosts spawn with it, so the engine starts the same under either."""
+    host's own libraries, plus how many cores to leave to the editor (unless the user's environment says).
+    Both hosts spawn with it, so the engine starts the same under either."""
     env = dict(os.environ if base is None else base)
     for key in DROP_ENV:
         env.pop(key, None)
+    env.setdefault(LEAVE_CORES_ENV, str(max(0, int(leave_cores))))
     return env

@@ -41,3 +41,18 @@ def stop_process(proc: subprocess.Popen) -> None:
     for stream in (proc.stdin, proc.stdout, proc.stderr):
         if stream is not None:
             stream.close()
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked gpu need a CUDA GPU that torch sees; elsewhere they are skipped, saying why."""
+    gpu_tests = [item for item in items if item.get_closest_marker("gpu") is not None]
+    if not gpu_tests:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    reason = (f"no CUDA GPU visible to torch {torch.__version__} here (torch.cuda.is_available() is False); "
+              f"benchmarks/gpu_check.sh runs these on a GPU machine")
+    for item in gpu_tests:
+        item.add_marker(pytest.mark.skip(reason=reason))

@@ -144,3 +144,55 @@ def test_tile_and_memory_arguments() -> None:
         cli.main(["dream", "x.png", "-o", "y.png", "--tile", "big"])
     assert exit_.value.code == 2
     assert cli._megabytes("2G") == 2048 and cli._megabytes("1500m") == 1500 and cli._megabytes("800") == 800
+
+
+def test_threads_default_to_physical_cores(tmp_path: Path) -> None:
+    """SMT siblings count once; the editor's share and an exact count come from the environment."""
+    from luciddream import threads
+
+    for cpu, core in enumerate([0, 1, 0, 1]):  # two cores, two threads each
+        topology = tmp_path / f"cpu{cpu}" / "topology"
+        topology.mkdir(parents=True)
+        (topology / "physical_package_id").write_text("0\n")
+        (topology / "core_id").write_text(f"{core}\n")
+    assert threads.physical_cores([0, 1, 2, 3], sysfs=tmp_path) == 2
+    assert threads.physical_cores([0, 2], sysfs=tmp_path) == 1  # an affinity mask of one core's two siblings
+    assert threads.default_threads({}, cores=8) == 8
+    assert threads.default_threads({"LUCIDDREAM_LEAVE_CORES": "1"}, cores=8) == 7
+    assert threads.default_threads({"LUCIDDREAM_LEAVE_CORES": "1"}, cores=1) == 1
+    assert threads.default_threads({"LUCIDDREAM_THREADS": "3", "LUCIDDREAM_LEAVE_CORES": "1"}, cores=8) == 3
+
+
+def test_plugins_spawn_leaves_one_core_to_the_editor() -> None:
+    """The environment both plug-ins spawn the worker with makes torch use the physical cores less one."""
+    from luciddream import threads
+
+    sys.path.append(str(Path(__file__).resolve().parents[1]))
+    import kit
+
+    code = "from luciddream import threads; import torch; threads.configure(); print(torch.get_num_threads())"
+    env = kit.worker_env()
+    env.pop("LUCIDDREAM_THREADS", None)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert int(out.stdout) == max(1, threads.physical_cores() - 1), out.stderr
+
+
+@pytest.mark.gpu
+def test_cuda_dream_is_the_cpu_dream() -> None:
+    """The same seed on the GPU and on the CPU: the same picture within 3 levels at the 99.9th percentile (float
+    sums run in another order on the GPU, so bit equality is not expected; a different dream differs by tens)."""
+    import luciddream
+
+    image = fixture_image("chelsea")
+    cpu = luciddream.dream(image, None, "layer:block10", octaves=2, steps=4, seed=3, device="cpu")
+    gpu = luciddream.dream(image, None, "layer:block10", octaves=2, steps=4, seed=3, device="cuda")
+    diff = np.abs(cpu.astype(np.int16) - gpu.astype(np.int16))
+    assert np.percentile(diff, 99.9) <= 3 and diff.mean() < 0.5, (np.percentile(diff, 99.9), diff.mean())
+
+
+@pytest.mark.gpu
+def test_cuda_out_of_memory_cap_is_one_sentence() -> None:
+    import luciddream
+
+    with pytest.raises(luciddream.DreamError, match="--max-memory"):
+        luciddream.dream(fixture_image("chelsea"), None, device="cuda", max_memory=1, seed=1)

@@ -132,7 +132,7 @@ def test_engine_json_problems_are_one_sentence(tmp_path: Path, content, words: s
 def test_worker_env_is_the_same_for_both_hosts() -> None:
     base = {"PYTHONPATH": "/krita", "PYTHONHOME": "/k", "PYTHONSTARTUP": "s", "PYTHONEXECUTABLE": "e",
             "HOME": "/h", "PATH": "/bin"}
-    assert kit.worker_env(base) == {"HOME": "/h", "PATH": "/bin"}
+    assert kit.worker_env(base) == {"HOME": "/h", "PATH": "/bin", "LUCIDDREAM_LEAVE_CORES": "1"}
     assert base["PYTHONPATH"] == "/krita"   # the host's own environment is left alone
     os.environ["LUCIDDREAM_KIT_TEST"] = "1"
     try:

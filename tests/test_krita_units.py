@@ -414,7 +414,7 @@ def test_config_problems_are_sentences(tmp_path):
 
 def test_worker_env_drops_krita_python_variables():
     env = kit.worker_env({"PYTHONPATH": "/krita", "PYTHONHOME": "/k", "HOME": "/h"})
-    assert env == {"HOME": "/h"}
+    assert env == {"HOME": "/h", "LUCIDDREAM_LEAVE_CORES": "1"}  # one core left to the editor
 
 
 class Recorder:

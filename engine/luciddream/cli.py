@@ -111,9 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_dream(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from . import files, pixels
+    from . import files, pixels, threads
     from .render import dream
 
+    threads.configure()
     src, dst = Path(args.input), Path(args.output)
     if args.max_pixels < 1:
         raise DreamError(f"--max-pixels must be a positive number of pixels, not {args.max_pixels}.")

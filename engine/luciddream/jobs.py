@@ -99,8 +99,10 @@ def encode_pixels(req: P.JobRequest, pixels: Any) -> bytes:
 def run_job(req: P.JobRequest, payload: Any, cancel: threading.Event,
             progress: Callable[[Any], None]) -> bytes:
     """Turn the payload into arrays, dream, and return the new pixels in the request's layout."""
+    from . import threads
     from .render import dream
 
+    threads.configure()  # the physical cores, less one for the editor when a plug-in spawned us (threads.py)
     settings = dream_settings(req)
     image, mask = decode_payload(req, payload)
     out = dream(image, mask, req.targets or None, progress=progress, cancel=cancel, **settings)
