@@ -10,10 +10,9 @@ import pytest
 
 from test_gimp_host import (compare, finish, gimp_host, gimp_root, job, profile, run_gimp,  # noqa: F401
                             gimp_home)
+from test_krita_host import installed_home, krita_host, krita_run, krita_template  # noqa: F401
 
-pytestmark = pytest.mark.gimp
-
-
+@pytest.mark.gimp
 def test_gimp_shows_the_class_look_controls_and_dreams_a_grow_look(gimp_root: Path, gimp_home: str,  # noqa: F811
                                                                    tmp_path: Path) -> None:
     from luciddream.offer import describe
@@ -32,3 +31,16 @@ def test_gimp_shows_the_class_look_controls_and_dreams_a_grow_look(gimp_root: Pa
     assert report["status"] == "success", report.get("message")
     counts = compare(tmp_path, spec)
     assert counts["outside"] == 0 and counts["inside"] > 0.5 * counts["selected"], counts
+
+
+@pytest.mark.krita
+def test_krita_docker_shows_the_class_look_controls_from_the_offer(krita_run) -> None:  # noqa: F811
+    from luciddream.offer import describe
+
+    offer = describe()
+    _, report, _ = krita_run
+    assert "class_looks" in report, report.get("error")
+    shown = report["class_looks"]
+    assert shown["looks"] == offer["looks"] and shown["look"] == offer["defaults"]["look"]
+    assert shown["instance"] == [*offer["ranges"]["instance"], offer["defaults"]["instance"]]
+    assert shown["class_strength"] == [*offer["ranges"]["class_strength"], offer["defaults"]["class_strength"]]

@@ -189,6 +189,13 @@ class DriverExtension(Extension):
         self.report["presets"] = [{"name": combo.itemData(i), "label": combo.itemText(i),
                                    "targets": session.preset_target(combo.itemData(i)).spec}
                                   for i in range(combo.count())]
+        d = self.docker   # the class-look controls, as the offer set them up
+        self.report["class_looks"] = {
+            "looks": [d.look_combo.itemData(i) for i in range(d.look_combo.count())],
+            "look": d.look_combo.currentData(),
+            "instance": [d.instance_spin.minimum(), d.instance_spin.maximum(), d.instance_spin.value()],
+            "class_strength": [d.class_strength_spin.minimum(), d.class_strength_spin.maximum(),
+                               round(d.class_strength_spin.value(), 3)]}
         self.docker.setFloating(False)
         self.docker.show()
         self.docker.raise_()
