@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Real Krita for the host tests in tests/test_krita_*.py: Krita 5.1.5 on this Debian 12 system (apt: krita, the PyQt5
-# its Python plug-ins use, and Xvfb), then Krita 5.2.9 (trixie) and 6.0.4.1 (experimental, Qt6) in roots built by
-# setup_root.sh. Idempotent: apt runs only when something is missing, and `apt-get update` only when the install fails
-# without it (a fresh machine with empty package lists). Arguments choose roots (default both; "none" for the system's
-# Krita alone).
+# its Python plug-ins use, and Xvfb), then Krita 5.2.9 (trixie), 5.3.4.1 (sid) and 6.0.4.1 (experimental, Qt6) in
+# roots built by setup_root.sh. Idempotent: apt runs only when something is missing, and `apt-get update` only when
+# the install fails without it (a fresh machine with empty package lists). Arguments choose roots (default all three;
+# "none" for the system's Krita alone).
 set -euo pipefail
 have() { command -v krita >/dev/null 2>&1 && command -v kritarunner >/dev/null 2>&1 &&
          command -v xvfb-run >/dev/null 2>&1 && /usr/bin/python3 -c "import PyQt5.QtCore" >/dev/null 2>&1; }
 roots=("$@")
-[ $# -gt 0 ] || roots=(krita-trixie krita-experimental)
+[ $# -gt 0 ] || roots=(krita-trixie krita-sid krita-experimental)
 [ "${roots[*]}" != none ] || roots=()
 if have; then
   echo "setup_krita: krita, python3-pyqt5 and xvfb are already installed"

@@ -52,10 +52,12 @@ need_tools() {
   }
 }
 
-# setup NAME SUITE PACKAGES CHECK_BINARY VERSION_COMMAND [mmdebstrap options and sources...]
+# setup NAME SUITE PACKAGES CHECK_BINARY VERSION_COMMAND STALE_OK(yes|no) SOURCES...
 setup() {
-  local name=$1 suite=$2 packages=$3 binary=$4 version_cmd=$5
-  shift 5
+  local name=$1 suite=$2 packages=$3 binary=$4 version_cmd=$5 stale=$6
+  shift 6
+  local options=(--quiet --variant=apt --include="$packages")
+  [ "$stale" = no ] || options+=("--aptopt=$STALE_OK")
   local root="$DIR/$name" cache="$DIR/$name.tar.zst"
   local stamp="$root/.luciddream-root" cache_stamp="$cache.packages"
   [ -f "$stamp" ] || stamp="$root/.luciddream-gimp-root"   # the name setup_gimp.sh's first roots carry
@@ -74,7 +76,7 @@ setup() {
     $SUDO rm -f "$partial"
     log "building $name ($suite: ${packages//,/ }); 1-3 minutes"
     local started=$SECONDS
-    $SUDO mmdebstrap --quiet --variant=apt --include="$packages" "$@" "$suite" "$partial"
+    $SUDO mmdebstrap "${options[@]}" "$suite" "$partial" "$@"
     echo "$packages" | $SUDO tee "$cache_stamp" >/dev/null
     $SUDO mv "$partial" "$cache"
     log "built $cache in $((SECONDS - started)) s"
@@ -92,19 +94,17 @@ setup() {
   log "$root is ready ($version)"
 }
 
+KRITA_VERSION="dpkg-query -W -f='Krita \${Version}' krita"
 [ $# -gt 0 ] || { echo "usage: $0 gimp-trixie|gimp-sid|krita-trixie|krita-experimental|krita-sid ..." >&2; exit 2; }
 for name in "$@"; do
   case $name in
     gimp-trixie) setup "$name" trixie "$GIMP_PACKAGES" /usr/bin/gimp-console-3.0 'gimp-console-3.0 --version' \
-                   "$MIRROR" ;;
+                   no "$MIRROR" ;;
     gimp-sid) setup "$name" sid "$GIMP_PACKAGES,x11-apps" /usr/bin/gimp-console-3.2 'gimp-console-3.2 --version' \
-                "--aptopt=$STALE_OK" "$MIRROR" ;;
-    krita-trixie) setup "$name" trixie "$KRITA5_PACKAGES" /usr/bin/krita \
-                    "dpkg-query -W -f='Krita \${Version}' krita" "$MIRROR" ;;
-    krita-sid) setup "$name" sid "$KRITA5_PACKAGES" /usr/bin/krita "dpkg-query -W -f='Krita \${Version}' krita" \
-                 "--aptopt=$STALE_OK" "$MIRROR" ;;
-    krita-experimental) setup "$name" sid "$KRITA6_PACKAGES" /usr/bin/krita \
-                          "dpkg-query -W -f='Krita \${Version}' krita" "--aptopt=$STALE_OK" \
+                yes "$MIRROR" ;;
+    krita-trixie) setup "$name" trixie "$KRITA5_PACKAGES" /usr/bin/krita "$KRITA_VERSION" no "$MIRROR" ;;
+    krita-sid) setup "$name" sid "$KRITA5_PACKAGES" /usr/bin/krita "$KRITA_VERSION" yes "$MIRROR" ;;
+    krita-experimental) setup "$name" sid "$KRITA6_PACKAGES" /usr/bin/krita "$KRITA_VERSION" yes \
                           "deb $MIRROR sid main" "deb $MIRROR experimental main" ;;
     *) echo "setup_root: unknown root $name" >&2; exit 2 ;;
   esac
