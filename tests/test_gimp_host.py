@@ -1,9 +1,10 @@
-"""The GIMP plug-in inside real GIMP 3.0.4 (Debian trixie root from tests/hosts/setup_gimp.sh), headless.
+"""The GIMP plug-in inside real GIMP 3.0.4 and 3.2.6 (Debian trixie and sid roots from tests/hosts/setup_gimp.sh).
 
 Each test builds an image in GIMP's batch interpreter (tests/hosts/gimp_dream_batch.py), calls plug-in-luciddream
 through the PDB as a script would, and judges the pixels here: outside the selection bit-identical, inside changed,
-8/16-bit, RGB/gray, layer offsets, new layer or this layer, clear refusals. The plug-in runs under trixie's Python
-3.13 and spawns the engine worker from this project's environment, bind-mounted into the root at the same paths.
+8/16-bit, RGB/gray, layer offsets, new layer or this layer, clear refusals. Every test runs on each version (ids
+gimp-3.0 and gimp-3.2: `pytest -k gimp-3.2` runs one). The plug-in runs under the root's Python (3.13 in trixie,
+3.14 in sid) and spawns the engine worker from this project's environment, bind-mounted at the same paths.
 """
 from __future__ import annotations
 
@@ -22,9 +23,11 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent / "hosts"))
+from roots import GIMP_HOSTS, GimpHost, in_root, shared_folders  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 BATCH = REPO / "tests" / "hosts" / "gimp_dream_batch.py"
-GIMP_ROOT = Path(os.environ.get("LUCIDDREAM_GIMP_ROOT", "/var/cache/luciddream/gimp-trixie"))
 VENV = Path(sys.prefix)            # the project's environment: the plug-in's engine.json points at its Python
 SHARE = "/work-share"              # where each test's folder appears inside the root
 FAST = {"steps": 2, "octaves": 1, "tile": 128, "seed": 3, "strength": 8.0}
@@ -32,41 +35,41 @@ FAST = {"steps": 2, "octaves": 1, "tile": 128, "seed": 3, "strength": 8.0}
 pytestmark = pytest.mark.gimp
 
 
-def _root_ready() -> bool:
-    return (GIMP_ROOT / ".luciddream-gimp-root").is_file() and (GIMP_ROOT / "usr/bin/gimp-console-3.0").exists()
-
-
-@pytest.fixture(scope="session")
-def gimp_root() -> Path:
-    if not _root_ready():
-        message = f"no GIMP 3 root at {GIMP_ROOT}: run tests/hosts/setup_gimp.sh (about 2 minutes, once)"
+@pytest.fixture(scope="session", params=GIMP_HOSTS, ids=[host.id for host in GIMP_HOSTS])
+def gimp_host(request) -> GimpHost:
+    """Each GIMP version in turn; every test below depends on it, so each runs once per version."""
+    host = request.param
+    message = host.missing()
+    if message:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         pytest.skip("the GIMP host tests need root and unshare (chroot with bind mounts)")
-    return GIMP_ROOT
+    return host
 
 
-def _binds() -> List[str]:
-    """Host folders the engine worker needs inside the root, at the same paths: the project (its engine package
-    and .venv) and the Python the venv was made from (.venv/bin/python is a symlink into it)."""
-    paths = {REPO, VENV.resolve(), Path(sys.base_prefix).resolve()}
-    keep = sorted(p for p in paths if not any(q != p and q in p.parents for q in paths))
-    return [str(p) for p in keep]
+@pytest.fixture(scope="session")
+def gimp_root(gimp_host: GimpHost) -> Path:
+    return gimp_host.root
 
 
 @dataclass
 class Profile:
     """A GIMP profile inside the root: `rel` is its path as seen inside, `install_home` the HOME install.py used."""
 
-    root: Path
+    host: GimpHost
     rel: str
     install_home: Path
 
     @property
+    def root(self) -> Path:
+        return self.host.root
+
+    @property
     def plugins(self) -> Path:
-        return self.root / self.rel.lstrip("/") / ".config/GIMP/3.0/plug-ins"
+        """Where the version's first start puts its profile: ~/.config/GIMP/3.0 or ~/.config/GIMP/3.2."""
+        return self.root / self.rel.lstrip("/") / f".config/GIMP/{self.host.version}/plug-ins"
 
     def install(self, *extra: str) -> None:
         """The plug-in as a user gets it: install.py (a second run with other options rewrites engine.json)."""
@@ -76,21 +79,25 @@ class Profile:
 
 
 @pytest.fixture(scope="session")
-def profile(gimp_root: Path, tmp_path_factory: pytest.TempPathFactory):
+def profile(gimp_host: GimpHost, tmp_path_factory: pytest.TempPathFactory):
     """One profile for the whole session, headless and windowed runs alike: a fresh one costs GIMP ~10 s of
     plug-in queries. No welcome dialog in the window; install.py keeps its manifest in a throwaway HOME."""
     rel = f"/root/luciddream-tests/{uuid.uuid4().hex[:10]}"
-    prof = Profile(gimp_root, rel, tmp_path_factory.mktemp("install-home"))
+    prof = Profile(gimp_host, rel, tmp_path_factory.mktemp("install-home"))
     prof.plugins.mkdir(parents=True)
     (prof.plugins.parent / "gimprc").write_text("(show-welcome-dialog no)\n")
     prof.install()
     yield prof
-    shutil.rmtree(gimp_root / rel.lstrip("/"), ignore_errors=True)   # mounts never reach inside a profile
+    shutil.rmtree(gimp_host.root / rel.lstrip("/"), ignore_errors=True)   # mounts never reach inside a profile
 
 
 @pytest.fixture
 def gimp_home(profile: Profile) -> str:
     return profile.rel
+
+
+def _host_of(root: Path) -> GimpHost:
+    return next(host for host in GIMP_HOSTS if host.root == root)
 
 
 @pytest.fixture(scope="session")
@@ -125,17 +132,19 @@ def run_gimp(root: Path, home: str, folder: Path, job: Dict[str, Any], timeout: 
     """Start gimp-console in the root on one job; the test's folder appears at /work-share inside."""
     job = dict(job, out=SHARE)
     (folder / "job.json").write_text(json.dumps(job))
-    mounts = [(p, str(root) + p) for p in _binds()] + [(str(folder), str(root) + SHARE), ("/proc", f"{root}/proc")]
+    host = _host_of(root)
+    mounts = [(p, str(root) + p) for p in shared_folders()] + [(str(folder), str(root) + SHARE),
+                                                                 ("/proc", f"{root}/proc")]
     script = "set -e\n" + "".join(f'mkdir -p "{dst}"; mount --bind "{src}" "{dst}"\n' for src, dst in mounts)
     no_fonts = "" if job.get("fonts") else "-f "       # fonts cost seconds; only text layers need them
     script += ('exec chroot "$0" env -i HOME="$1" PATH=/usr/bin:/bin LANG=C.UTF-8 OMP_NUM_THREADS=1 '
-               f'LUCIDDREAM_GIMP_JOB={SHARE}/job.json LUCIDDREAM_TEST_TAG="$2" '
+               f'LUCIDDREAM_GIMP_JOB={SHARE}/job.json LUCIDDREAM_TEST_TAG="$2" GIMP_GUI={host.gui} '
                f'timeout -k 5 {timeout} ')
     if gui:
         script += f'sh {SHARE}/gimp_gui_driver.sh'
         shutil.copy(REPO / "tests" / "hosts" / "gimp_gui_driver.sh", folder / "gimp_gui_driver.sh")
     else:
-        script += (f'gimp-console-3.0 -i -n -d {no_fonts}--batch-interpreter python-fu-eval '
+        script += (f'{host.console} -i -n -d {no_fonts}--batch-interpreter python-fu-eval '
                    f'-b "exec(open(\'{SHARE}/gimp_dream_batch.py\').read())" --quit')
     shutil.copy(BATCH, folder / "gimp_dream_batch.py")
     return subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(root), home,
@@ -227,9 +236,8 @@ def test_new_layer_with_offsets_and_feathered_ellipse(gimp, tmp_path: Path) -> N
     assert counts["inside"] > 0.4 * counts["selected"], counts
 
 
-def test_through_luciddream_serve(gimp_root: Path, served_home: str, tmp_path: Path) -> None:
-    engine = json.loads((gimp_root / served_home.lstrip("/") / ".config/GIMP/3.0/plug-ins/luciddream/engine.json")
-                        .read_text())
+def test_through_luciddream_serve(gimp_root: Path, profile: Profile, served_home: str, tmp_path: Path) -> None:
+    engine = json.loads((profile.plugins / "luciddream" / "engine.json").read_text())
     assert engine["url"].startswith("http://127.0.0.1:") and engine["token"]
     spec = job("rgb", "u8", alpha=False)
     report = finish(run_gimp(gimp_root, served_home, tmp_path, spec), tmp_path)
@@ -305,6 +313,45 @@ def test_refusals_are_one_sentence_and_change_nothing(refusals, index: int) -> N
         assert (folder / "after.bin").read_bytes() == (folder / "before.bin").read_bytes()
 
 
+def test_install_py_picks_the_folder_this_gimps_first_start_makes(gimp_host: GimpHost, tmp_path: Path) -> None:
+    """A user who never started GIMP: install.py, run inside the root by its own Python (3.13 in trixie, 3.14 in
+    sid) with only this GIMP on PATH, puts the plug-in in GIMP/3.0 or GIMP/3.2; GIMP's first start then makes exactly
+    that profile folder and the filter dreams."""
+    rel = f"/root/luciddream-first/{uuid.uuid4().hex[:10]}"
+    home = gimp_host.root / rel.lstrip("/")
+    home.mkdir(parents=True)
+    try:
+        env = ["env", "-i", f"HOME={rel}", "PATH=/usr/bin:/bin", "LANG=C.UTF-8"]
+        result = subprocess.run(in_root(gimp_host.root, env + ["python3", str(REPO / "install.py"), "--only", "gimp",
+                                                               "--venv", str(VENV)], system=False),
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        plugin = home / f".config/GIMP/{gimp_host.version}/plug-ins/luciddream/luciddream.py"
+        assert plugin.is_file(), result.stdout
+        spec = job("rgb", "u8", alpha=False, args={"output": "new-layer"})
+        report = finish(run_gimp(gimp_host.root, rel, tmp_path, spec), tmp_path)
+        assert report["status"] == "success", report.get("message")
+        assert sorted(p.name for p in (home / ".config/GIMP").iterdir()) == [gimp_host.version]
+        assert (home / f".config/GIMP/{gimp_host.version}/pluginrc").is_file()   # GIMP's own profile, same folder
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_protocol_and_kit_under_this_gimps_python(gimp_host: GimpHost) -> None:
+    """The packages the plug-in imports parse and import under the root's Python (3.14 in GIMP 3.2's sid), with
+    nothing of the engine; the dream tests above then use them for real."""
+    files = sorted(str(p) for p in [*(REPO / "engine/luciddream/protocol").glob("*.py"), *(REPO / "kit").glob("*.py")])
+    check = ("import ast, sys; [ast.parse(open(f, encoding='utf-8').read()) for f in sys.argv[3:]]; "
+             "sys.path[:0] = [sys.argv[1], sys.argv[2]]; import protocol, kit; "
+             "assert not [m for m in sys.modules if m.startswith(('luciddream', 'numpy'))]; "
+             "print(sys.version_info[0], sys.version_info[1])")
+    result = subprocess.run(in_root(gimp_host.root, ["python3", "-I", "-c", check, str(REPO / "engine/luciddream"),
+                                                     str(REPO), *files], system=False),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert tuple(map(int, result.stdout.split())) >= (3, 13), result.stdout
+
+
 def test_presets_gimp_shows_are_the_engines(gimp_root: Path, profile: "Profile", tmp_path: Path) -> None:
     """The preset menu of the real procedure lists the engine's offer (names and labels, in its order), and
     dreaming each preset sends the offer's targets (the new layer's name says what was sent). Krita's host test
@@ -335,9 +382,9 @@ def test_presets_gimp_shows_are_the_engines(gimp_root: Path, profile: "Profile",
         assert report["layer_names"][0] == f"photo (dream: {preset['targets']})", report["layer_names"]
 
 
-def test_missing_engine_is_one_sentence(gimp_root: Path, gimp_home: str, tmp_path: Path) -> None:
+def test_missing_engine_is_one_sentence(gimp_root: Path, profile: Profile, gimp_home: str, tmp_path: Path) -> None:
     """engine.json naming a Python that is not there (a moved venv): a sentence that says what to do."""
-    config = gimp_root / gimp_home.lstrip("/") / ".config/GIMP/3.0/plug-ins/luciddream/engine.json"
+    config = profile.plugins / "luciddream" / "engine.json"
     good = config.read_text()
     config.write_text(json.dumps({**json.loads(good), "python": "/nowhere/venv/bin/python"}))
     try:
@@ -413,3 +460,8 @@ def test_dialog_ok_then_ctrl_z_restores_the_exact_pixels(gimp_root: Path, gimp_h
     assert (tmp_path / "undone.bin").read_bytes() == (tmp_path / "before.bin").read_bytes(), report["log"][-2000:]
     saved = report["last_values"] or ""
     assert "# end of settings" in saved and '"goldfish"' in saved and "(device " in saved, saved
+    if (tmp_path / "dialog.xwd").is_file():   # for people: the dialog as this GIMP drew it, outside pytest's tmp
+        from xwd_to_png import read_xwd
+        keep = Path("/tmp/luciddream-gimp-last") / _host_of(gimp_root).id
+        keep.mkdir(parents=True, exist_ok=True)
+        read_xwd((tmp_path / "dialog.xwd").read_bytes()).save(keep / "dialog.png")

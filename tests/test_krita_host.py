@@ -1,17 +1,19 @@
-"""Real Krita 5 under Xvfb: the plug-in installed by install.py, the docker driven through its scenarios by the
-test-only driver plug-in (tests/hosts/krita_driver), and the pixel code against Krita's API through kritarunner.
+"""Real Krita 5.1, 5.2 and 6.0 under Xvfb: the plug-in installed by install.py, the docker driven through its
+scenarios by the test-only driver plug-in (tests/hosts/krita_driver), and the pixel code against Krita's API through
+kritarunner.
 
 One Krita launch runs every docker scenario (registration and the presets listed, CMYK refusal, cancel, dream via
 the menu action, screenshot) because a launch plus a worker start costs ~15 s; the tests below each check one part
 of its report. The settings test has its own HOME and two launches (set, quit, start again, read).
-Needs `tests/hosts/setup_krita.sh`; without Krita these tests skip, except under CI, where they fail.
+Every test runs on each Krita (ids krita-5.1: this Debian 12 system's; krita-5.2 and krita-6.0, Qt6 and PyQt6: roots
+from tests/hosts/setup_root.sh); `pytest -k krita-6.0` runs one version. Needs `tests/hosts/setup_krita.sh`; without
+a Krita its tests skip, except under CI, where they fail.
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,26 +25,32 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "hosts"))
 import krita_launch  # noqa: E402
+from roots import KRITA_HOSTS, KritaHost  # noqa: E402
 
 pytestmark = pytest.mark.krita
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".venv"
 
 
-def require_krita() -> None:
-    missing = krita_launch.krita_missing()
-    if missing:
-        message = f"real Krita is not installed here ({missing} not found): run tests/hosts/setup_krita.sh"
+@pytest.fixture(scope="session", params=KRITA_HOSTS, ids=[host.id for host in KRITA_HOSTS])
+def krita_host(request) -> KritaHost:
+    """Each Krita in turn; every test below depends on it, so each runs once per version."""
+    host = request.param
+    message = host.missing()
+    if message:
         if os.environ.get("CI"):
             pytest.fail(message + " (CI must not skip host tests)")
         pytest.skip(message)
+    if host.root is not None and (os.geteuid() != 0 or shutil.which("unshare") is None):
+        pytest.skip("the Krita root tests need root and unshare (chroot with bind mounts)")
+    return host
 
 
 @pytest.fixture(scope="session")
-def krita_template() -> Path:
-    require_krita()
-    cache = Path(f"/tmp/luciddream-krita-template-{krita_launch.krita_version()}-{os.getuid()}")
-    return krita_launch.template_home(cache)
+def krita_template(krita_host: KritaHost) -> Path:
+    version = krita_launch.krita_version(krita_host.root)
+    cache = Path(f"/tmp/luciddream-krita-template-{version}-{os.getuid()}")
+    return krita_launch.template_home(cache, krita_host.root)
 
 
 @pytest.fixture(scope="session")
@@ -55,10 +63,10 @@ def installed_home(krita_template):
     shutil.rmtree(home, ignore_errors=True)
 
 
-def launch_with_driver(home: Path, out: Path, scenario: Optional[dict] = None) -> Tuple[dict, int]:
+def launch_with_driver(host: KritaHost, home: Path, out: Path, scenario: Optional[dict] = None) -> Tuple[dict, int]:
     """One Krita launch driven by the test driver; returns (report, exit status)."""
     started = time.time()
-    result = krita_launch.launch(home, out, scenario, timeout=300)
+    result = krita_launch.launch(home, out, scenario, timeout=300, root=host.root)
     report_file = out / "report.json"
     if not report_file.exists():
         pytest.fail(f"Krita exited with {result.returncode} and no report; see {out}/krita.stderr and "
@@ -69,11 +77,11 @@ def launch_with_driver(home: Path, out: Path, scenario: Optional[dict] = None) -
 
 
 @pytest.fixture(scope="session")
-def krita_run(installed_home, tmp_path_factory):
+def krita_run(krita_host, installed_home, tmp_path_factory):
     """Launch Krita once with the driver; returns (output folder, report, exit status)."""
     krita_launch.add_driver(installed_home)
     out = tmp_path_factory.mktemp("krita-run")
-    report, code = launch_with_driver(installed_home, out)
+    report, code = launch_with_driver(krita_host, installed_home, out)
     return out, report, code
 
 
@@ -111,7 +119,7 @@ def test_the_docker_lists_the_engines_presets(krita_run):
     assert shown == [(p["name"], p["label"], p["targets"]) for p in describe()["presets"]]
 
 
-def test_settings_persist_across_a_krita_restart(krita_template, tmp_path):
+def test_settings_persist_across_a_krita_restart(krita_host, krita_template, tmp_path):
     """Values set through the docker's widgets come back after Krita quits and starts again."""
     from luciddream.offer import describe
 
@@ -123,30 +131,46 @@ def test_settings_persist_across_a_krita_restart(krita_template, tmp_path):
         krita_launch.add_driver(home)
         wanted = {"steps": 37, "step_size": 2.25, "octaves": 5, "octave_scale": 1.75, "tile": 320, "feather": 9,
                   "seed": 4242, "visible": True, "model": offer["models"][-1], "preset": offer["presets"][-1]["name"]}
-        first, code = launch_with_driver(home, tmp_path / "first", {"steps": ["check_registration", "persist_set"],
-                                                                    "persist": wanted})
+        first, code = launch_with_driver(krita_host, home, tmp_path / "first",
+                                         {"steps": ["check_registration", "persist_set"], "persist": wanted})
         assert first.get("error") is None and code == 0, first.get("error")
         shown = first["defaults_shown"]                      # a first start shows the engine's defaults
         assert {k: shown[k] for k in offer["defaults"]} == offer["defaults"]
         assert (shown["visible"], shown["preset"]) == (False, offer["presets"][0]["name"])
         assert first["persist_set"] == wanted
         assert "[luciddream]" in (home / ".config" / "kritarc").read_text().splitlines()
-        second, code = launch_with_driver(home, tmp_path / "second", {"steps": ["check_registration",
-                                                                                "persist_read"]})
+        second, code = launch_with_driver(krita_host, home, tmp_path / "second",
+                                          {"steps": ["check_registration", "persist_read"]})
         assert second.get("error") is None and code == 0, second.get("error")
         assert second["persist_read"] == wanted
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def test_cmyk_is_refused_with_a_sentence_and_nothing_changes(krita_run):
+# Krita 5.2.9 (Debian trixie) never reports an active layer to a script here: Document.setActiveNode hits Krita's
+# 'SAFE ASSERT "shape"' (kis_node_manager.cpp:164) and activeNode()/View.selectedNodes() stay empty, for documents
+# created or opened, although the Layers docker highlights the layer; 5.1.5, 5.3.4.1 and 6.0.4.1 do not do this. The
+# docker then refuses every dream with its "Choose the layer" sentence, so the scenarios that dream are expected to
+# fail there (strict: they fail the run the day they pass, so this list must then shrink).
+NO_ACTIVE_LAYER = {"krita-5.2": "Krita 5.2.9 reports no active layer to scripts (setActiveNode: SAFE ASSERT shape)"}
+
+
+@pytest.fixture
+def dreams(request, krita_host):
+    """For the tests that need a dream to start in the driver's documents."""
+    reason = NO_ACTIVE_LAYER.get(krita_host.id)
+    if reason:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+
+
+def test_cmyk_is_refused_with_a_sentence_and_nothing_changes(krita_run, dreams):
     _, report, _ = krita_run
     refused = report["refused"]
     assert refused["started"] is False and refused["unchanged"]
     assert "CMYK" in refused["status"] and "Convert Image Color Space" in refused["status"]
 
 
-def test_cancel_mid_dream_leaves_the_document_exactly_as_it_was(krita_run):
+def test_cancel_mid_dream_leaves_the_document_exactly_as_it_was(krita_run, dreams):
     _, report, _ = krita_run
     cancel = report["cancel"]
     assert cancel["started"] and cancel["pressed"], cancel
@@ -159,7 +183,7 @@ def _rgba(path: Path, w: int, h: int) -> np.ndarray:
     return np.frombuffer(path.read_bytes(), np.uint8).reshape(h, w, 4)
 
 
-def test_dream_changes_only_the_selection_into_a_new_layer(krita_run):
+def test_dream_changes_only_the_selection_into_a_new_layer(krita_run, dreams):
     out, report, _ = krita_run
     dream = report["dream"]
     assert dream["outcome"] == "done", dream["message"]
@@ -184,7 +208,7 @@ def test_dream_changes_only_the_selection_into_a_new_layer(krita_run):
     assert (png == after[:, :, [2, 1, 0, 3]]).all()
 
 
-def test_worker_ends_with_krita(krita_run):
+def test_worker_ends_with_krita(krita_run, dreams):
     _, report, _ = krita_run
     pid = report.get("worker_pid")
     assert pid, "the driver saw no worker"
@@ -198,34 +222,32 @@ def test_worker_ends_with_krita(krita_run):
     assert not alive, f"the engine worker {pid} outlived Krita"
 
 
-def test_screenshot_of_the_docker(krita_run):
+def test_screenshot_of_the_docker(krita_host, krita_run):
     out, report, _ = krita_run
     assert report["screenshot"] and report["docker_screenshot"]
     shot = Image.open(out / "docker.png")
     assert shot.width > 200 and shot.height > 300
-    keep = Path("/tmp/luciddream-krita-last")   # for people: the latest screenshots, outside pytest's tmp
-    keep.mkdir(exist_ok=True)
+    keep = Path("/tmp/luciddream-krita-last") / krita_host.id   # for people: the latest, outside pytest's tmp
+    keep.mkdir(parents=True, exist_ok=True)
     for name in ("screenshot.png", "docker.png"):
         shutil.copy(out / name, keep / name)
 
 
 @pytest.fixture(scope="session")
-def runner_home():
-    require_krita()
-    cache = Path(f"/tmp/luciddream-kritarunner-template-{krita_launch.krita_version()}-{os.getuid()}")
-    home = krita_launch.new_home(krita_launch.runner_template(cache))
+def runner_home(krita_host: KritaHost):
+    version = krita_launch.krita_version(krita_host.root)
+    cache = Path(f"/tmp/luciddream-kritarunner-template-{version}-{os.getuid()}")
+    home = krita_launch.new_home(krita_launch.runner_template(cache, krita_host.root))
     yield home
     shutil.rmtree(home, ignore_errors=True)
 
 
-def test_pixel_formats_against_the_real_krita_api(installed_home, runner_home, tmp_path):
+def test_pixel_formats_against_the_real_krita_api(krita_host, installed_home, runner_home, tmp_path):
     """U8, U16, F16, F32 RGBA and gray through pixels.py and document.py in kritarunner (no engine needed)."""
     out = tmp_path / "formats.json"
-    env = krita_launch.base_env(runner_home, tmp_path)
-    env.update(QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(ROOT / "tests" / "hosts"))
     plugin = installed_home / ".local" / "share" / "krita" / "pykrita" / "luciddream"
-    result = subprocess.run(["timeout", "-k", "10", "180", "kritarunner", "-s", "krita_runner_formats", "-f",
-                             "main", str(plugin), str(out)], env=env, capture_output=True, text=True, timeout=220)
+    result = krita_launch.run_kritarunner(runner_home, ["-s", "krita_runner_formats", "-f", "main", str(plugin),
+                                                        str(out)], root=krita_host.root, env_out=tmp_path)
     assert out.exists(), f"kritarunner exited with {result.returncode} and no report:\n{result.stderr[-3000:]}"
     report = json.loads(out.read_text(encoding="utf-8"))
     assert report["ok"], report.get("error")

@@ -1,6 +1,7 @@
 #!/bin/sh
-# Run inside the trixie root by tests/test_gimp_host.py: the real GIMP 3 window on a private Xvfb, so the plug-in's
-# dialog really opens (INTERACTIVE run), and Ctrl+Z really goes through GIMP's undo, which no PDB call can do.
+# Run inside a GIMP root by tests/test_gimp_host.py: the real GIMP 3 window ($GIMP_GUI: gimp-3.0 or gimp-3.2) on
+# a private Xvfb, so the plug-in's dialog really opens (INTERACTIVE run), and Ctrl+Z really goes through GIMP's
+# undo, which no PDB call can do.
 #
 # GIMP runs tests/hosts/gimp_dream_batch.py (job in $LUCIDDREAM_GIMP_JOB, results in $OUT); this script plays the
 # user: Return on the "Lucid Dream" dialog (OK), then, once the batch script says it dreamed, Ctrl+Z in the image
@@ -17,7 +18,7 @@ i=0
 while [ ! -S "/tmp/.X11-unix/X$N" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 export DISPLAY=":$N"
 
-gimp-3.0 -n -d -f --batch-interpreter python-fu-eval -b "exec(open('$BATCH').read())" --quit &
+"${GIMP_GUI:-gimp-3.0}" -n -d -f --batch-interpreter python-fu-eval -b "exec(open('$BATCH').read())" --quit &
 GIMP=$!
 
 # OK on the dialog: the plug-in's GimpUi.ProcedureDialog is titled "Lucid Dream".
@@ -25,6 +26,8 @@ dialog=$(timeout 120 xdotool search --sync --onlyvisible --name '^Lucid Dream$' 
 if [ -n "$dialog" ]; then
   log "dialog $dialog is open; pressing OK (Return)"
   sleep 1
+  # A picture of the dialog for people (docs/); roots with x11-apps have xwd.
+  if command -v xwd >/dev/null 2>&1; then xwd -id "$dialog" -silent > "$OUT/dialog.xwd" 2>/dev/null || true; fi
   xdotool windowfocus "$dialog"; sleep 0.3
   xdotool key --clearmodifiers Return
 else

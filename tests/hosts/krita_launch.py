@@ -1,5 +1,9 @@
 """Launch real Krita under Xvfb with luciddream installed through install.py, for tests/test_krita_host.py.
 
+Every function takes the Krita to run as `root`: None for this system's Krita (5.1.5 on Debian 12), or a Debian root
+from setup_root.sh (Krita 5.2, 6.0), where the same command runs through roots.in_root with /tmp shared, so the
+HOMEs, the test's output folders and the Xvfb sockets are the same paths on both sides.
+
 Why a warm template: Krita's first start in an empty HOME builds an ~88 MB profile (~27 s); copying a finished one
 takes a fraction of a second. The template is built once (cached under /tmp, keyed by the Krita version) by a
 launch whose test driver does nothing but quit; each test launch copies it into a fresh HOME, installs the plug-in
@@ -9,12 +13,15 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
+
+import roots
 
 ROOT = Path(__file__).resolve().parents[2]
 DRIVER = Path(__file__).resolve().parent / "krita_driver"
@@ -30,7 +37,14 @@ def krita_missing() -> Optional[str]:
     return None
 
 
-def krita_version() -> str:
+def krita_version(root: Optional[Path] = None) -> str:
+    """The Debian version of the Krita that runs (a root's stamp names it: "Krita 1:5.2.9+dfsg-4, built from …")."""
+    if root is not None:
+        for name in roots.STAMPS:
+            stamp = root / name
+            if stamp.is_file():
+                return stamp.read_text().split(",", 1)[0].replace("Krita ", "").replace(":", "_").strip()
+        return "unknown"
     try:
         out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "krita"], capture_output=True, text=True,
                              timeout=30).stdout.strip()
@@ -64,6 +78,18 @@ def base_env(home: Path, out: Path) -> Dict[str, str]:
     return env
 
 
+# Inside a root only these reach Krita: this process's other variables (pyenv's, a venv's) mean nothing there.
+ROOT_ENV = ("HOME", "PATH", "LANG", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "QT_QPA_PLATFORM", "PYTHONPATH")
+
+
+def command(root: Optional[Path], cmd: List[str], env: Dict[str, str]) -> List[str]:
+    """`cmd` as it runs for this Krita: unchanged on the system, wrapped in the root's chroot otherwise."""
+    if root is None:
+        return cmd
+    inside = {k: v for k, v in env.items() if k in ROOT_ENV or k.startswith(("XDG_", "LUCIDDREAM_"))}
+    return roots.in_root(root, roots.root_env(inside) + cmd)
+
+
 def new_home(template: Optional[Path]) -> Path:
     home = Path(tempfile.mkdtemp(prefix="luciddream-krita-home-"))
     if template is not None:
@@ -92,18 +118,39 @@ def install_plugin(home: Path, venv: Path) -> subprocess.CompletedProcess:
                           cwd=str(ROOT), env=env, capture_output=True, text=True, timeout=120)
 
 
-def launch(home: Path, out: Path, scenario: Optional[dict] = None, timeout: int = 300) -> subprocess.CompletedProcess:
+def launch(home: Path, out: Path, scenario: Optional[dict] = None, timeout: int = 300,
+           root: Optional[Path] = None) -> subprocess.CompletedProcess:
     """Run Krita until the driver quits it (or the outer timeout kills it); stdout/stderr land in OUT."""
     out.mkdir(parents=True, exist_ok=True)
     if scenario is not None:
         (out / "scenario.json").write_text(json.dumps(scenario))
-    cmd = ["timeout", "-k", "10", str(timeout), "xvfb-run", "-a", "-s", "-screen 0 1280x1024x24 -nolisten tcp",
-           "krita", "--nosplash"]
-    with open(out / "krita.stdout", "wb") as so, open(out / "krita.stderr", "wb") as se:
-        return subprocess.run(cmd, env=base_env(home, out), stdout=so, stderr=se, timeout=timeout + 30)
+    env = base_env(home, out)
+    for _attempt in range(3):
+        # -a searches for a free display from -n on: a random start keeps launches that run at once (other tests,
+        # other roots: /tmp and so the X sockets are shared) from both taking :99 between check and start.
+        first = str(random.randrange(100, 2000))
+        xvfb = ["xvfb-run", "-a", "-n", first, "-e", str(out / "xvfb.stderr"),
+                "-s", "-screen 0 1280x1024x24 -nolisten tcp"]
+        cmd = ["timeout", "-k", "10", str(timeout)] + command(root, xvfb + ["krita", "--nosplash"], env)
+        with open(out / "krita.stdout", "wb") as so, open(out / "krita.stderr", "wb") as se:
+            result = subprocess.run(cmd, env=env, stdout=so, stderr=se, timeout=timeout + 30)
+        # On a loaded machine xvfb-run now and then starts Krita before its Xvfb accepts connections; Krita then
+        # aborts at once, before any plug-in ran: start again (a plug-in failure never looks like this).
+        if b"could not connect to display" not in (out / "krita.stderr").read_bytes():
+            break
+    return result
 
 
-def template_home(cache: Path) -> Path:
+def run_kritarunner(home: Path, args: List[str], timeout: int = 180, root: Optional[Path] = None,
+                    env_out: Optional[Path] = None) -> subprocess.CompletedProcess:
+    """kritarunner (offscreen, no plug-ins loaded) with this folder on PYTHONPATH: `-s MODULE -f FUNC ARGS`."""
+    env = base_env(home, env_out or home)
+    env.update(QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(Path(__file__).resolve().parent))
+    cmd = ["timeout", "-k", "10", str(timeout)] + command(root, ["kritarunner", *args], env)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout + 40)
+
+
+def template_home(cache: Path, root: Optional[Path] = None) -> Path:
     """The warm profile, built once: Krita started with only the quitting driver, then everything but the
     profile removed again."""
     done = cache / ".luciddream-template-ok"
@@ -114,7 +161,7 @@ def template_home(cache: Path) -> Path:
     try:
         add_driver(home)
         out = home / "template-out"
-        result = launch(home, out, {"steps": []}, timeout=180)
+        result = launch(home, out, {"steps": []}, timeout=180, root=root)
         if result.returncode != 0 or not (out / "report.json").exists():
             raise RuntimeError(f"building the Krita template profile failed (exit {result.returncode}); see "
                                f"{out}/krita.stderr")
@@ -129,7 +176,7 @@ def template_home(cache: Path) -> Path:
     return cache
 
 
-def runner_template(cache: Path) -> Path:
+def runner_template(cache: Path, root: Optional[Path] = None) -> Path:
     """A HOME warmed by kritarunner itself: kritarunner in the GUI's profile rebuilds its resources (~38 s a run),
     in its own warm profile it starts in ~2 s."""
     done = cache / ".luciddream-template-ok"
@@ -138,10 +185,7 @@ def runner_template(cache: Path) -> Path:
     shutil.rmtree(cache, ignore_errors=True)
     home = new_home(None)
     try:
-        env = base_env(home, home)
-        env.update(QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(Path(__file__).resolve().parent))
-        subprocess.run(["timeout", "-k", "10", "180", "kritarunner", "-s", "krita_runner_formats", "-f", "noop"],
-                       env=env, capture_output=True, timeout=220)
+        run_kritarunner(home, ["-s", "krita_runner_formats", "-f", "noop"], root=root)
         shutil.copytree(home, cache, symlinks=True)
         done.write_text("ok\n")
     finally:

@@ -146,9 +146,19 @@ class DriverExtension(Extension):
         layer = doc.topLevelNodes()[0]
         if (model, depth) == ("RGBA", "U8"):
             layer.setPixelData(pattern(w, h), 0, 0, w, h)
-        self.window.addView(doc)
+        view = self.window.addView(doc)
+        self.window.showView(view)   # Krita 5.2+: a view added is not the active one until shown
         app.setActiveDocument(doc) if hasattr(app, "setActiveDocument") else None
+        # Krita 5.2 and later switch the window's view manager to a new view a moment later, through events, and
+        # ignore setActiveNode for a document that is not yet the manager's: a dream started at once would find no
+        # layer (which a user, clicking, never meets). So ask again until Krita reports it, bounded.
+        deadline = time.time() + 5
         doc.setActiveNode(layer)
+        while time.time() < deadline and not self._is_active(app, doc, layer):
+            QApplication.processEvents()
+            time.sleep(0.05)
+            doc.setActiveNode(layer)
+        self.report.setdefault("activation", []).append(self._is_active(app, doc, layer))
         if select:
             sel = Selection()
             sel.select(*self.spec["selection"], 255)
@@ -156,6 +166,12 @@ class DriverExtension(Extension):
         doc.refreshProjection()
         doc.waitForDone()
         return doc, layer
+
+    @staticmethod
+    def _is_active(app, doc, layer):
+        active, node = app.activeDocument(), doc.activeNode()
+        return (active is not None and active.fileName() == doc.fileName() and active.name() == doc.name()
+                and node is not None and node.name() == layer.name())
 
     def state(self, doc):
         """What must not change: the layer stack and every layer's pixels."""
