@@ -136,10 +136,99 @@ def run_child(**cfg) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def cold_start(runs: int = 3) -> str:
+    """Seconds from spawning a worker to its hello and to the first finished 256² default dream, and from starting
+    `luciddream dream` on a 256² file to the file written (each a fresh process, as a plug-in's first click)."""
+    import tempfile
+
+    from luciddream.protocol import Client
+
+    small = photo(256, 256)
+    hellos, firsts, clis = [], [], []
+    with tempfile.TemporaryDirectory() as folder:
+        Image.fromarray(small).save(Path(folder) / "in.png")
+        for _ in range(runs):
+            t = time.perf_counter()
+            client = Client.spawn(sys.executable)
+            hellos.append(time.perf_counter() - t)
+            client.dream(small.tobytes(), 256, 256, 3, "u8", None, "", {"seed": 1}).result()
+            firsts.append(time.perf_counter() - t)
+            client.close()
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "luciddream", "dream", str(Path(folder) / "in.png"), "-o",
+                            str(Path(folder) / "out.png"), "--seed", "1", "-q"], check=True)
+            clis.append(time.perf_counter() - t)
+    spread = lambda v: f"{min(v):.2f}–{max(v):.2f} s"  # noqa: E731
+    return (f"cold start ({runs} fresh processes each): worker hello {spread(hellos)}, first 256² default dream "
+            f"done {spread(firsts)}; `luciddream dream` 256² process start to file {spread(clis)}")
+
+
+def memory_cap(cap_mb: int = 1500) -> str:
+    """The issue's case: 2048² with a 1400 px selection, 2 octaves × 3 steps, under --max-memory: the tile the
+    engine chose and the process's measured peak RSS against the cap."""
+    import tempfile
+
+    code = ("import resource, sys; from luciddream.cli import main; code = main(sys.argv[1:]); "
+            "print('peak', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, file=sys.stderr); "
+            "sys.exit(code)")
+    with tempfile.TemporaryDirectory() as folder:
+        img = np.tile(photo(512, 512), (4, 4, 1))
+        mask = np.zeros(img.shape[:2], np.uint8)
+        mask[324:1724, 324:1724] = 255
+        Image.fromarray(img).save(Path(folder) / "in.png")
+        Image.fromarray(mask).save(Path(folder) / "mask.png")
+        t = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", code, "dream", str(Path(folder) / "in.png"), "--mask",
+                              str(Path(folder) / "mask.png"), "-o", str(Path(folder) / "out.png"), "--seed", "1",
+                              "--octaves", "2", "--steps", "3", "--max-memory", f"{cap_mb}M"],
+                             capture_output=True, text=True, check=True)
+        seconds = time.perf_counter() - t
+    peak = int(out.stderr.rsplit("peak", 1)[1].split()[0])
+    tile = out.stderr.rsplit("tile ", 1)[1].split(",")[0]
+    return (f"memory cap: 2048² with a 1400² selection, 2 octaves × 3 steps, --max-memory {cap_mb}M: tile {tile}, "
+            f"peak RSS {peak / 2 ** 20:.0f} MB ({100 * peak / (cap_mb * 2 ** 20):.0f}% of the cap), {seconds:.1f} s")
+
+
+def thread_counts(counts=(1, 2), size: int = 512) -> str:
+    """One forward+backward to block10 at size² with each thread count (best of 5), and the load beside it."""
+    net = load_model("lite0", "cpu")
+    before = torch.get_num_threads()
+    times = {}
+    for n in counts:
+        torch.set_num_threads(n)
+        times[n] = step_seconds(net, size, reps=5)
+    torch.set_num_threads(before)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"threads, {size}² forward+backward to block10 (best of 5): "
+            + ", ".join(f"{n}: {t:.3f} s" for n, t in times.items())
+            + f" (load average {load:.1f} at the end, {os.cpu_count()} logical CPUs)")
+
+
+def gpu_figures(device: str) -> None:
+    """The issue's GPU figures: a 1 MP default layer dream warm, a 4096² dream, a 512² class dream, peak VRAM."""
+    luciddream.dream(photo(128, 128), None, None, octaves=1, steps=1, device=device)  # load and warm up
+    img = photo(1024, 1024)
+    luciddream.dream(img, None, None, seed=1, device=device)  # the shapes of a 1 MP dream, once
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    warm = timed(luciddream.dream, img, None, None, seed=2, device=device)
+    print(f"{device}: 1 MP default layer dream, warm: {warm:.2f} s (goal ≤ 1 s), peak VRAM "
+          f"{torch.cuda.max_memory_allocated() / 2 ** 30:.2f} GB")
+    torch.cuda.reset_peak_memory_stats()
+    big = np.tile(photo(512, 512), (8, 8, 1))
+    t4096 = timed(luciddream.dream, big, None, None, seed=1, device=device)
+    print(f"{device}: 4096² default dream: {t4096:.1f} s (goal ≤ 10 s), peak VRAM "
+          f"{torch.cuda.max_memory_allocated() / 2 ** 30:.2f} GB")
+    t_class = timed(luciddream.dream, photo(512, 512), None, "goldfish", seed=1, device=device)
+    print(f"{device}: 512² class dream (goldfish): {t_class:.1f} s (goal ≤ 5 s)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="skip the 4096² and 8192² runs")
     ap.add_argument("--tiles", default="", help="also time a 1 MP default dream at these tile sizes, e.g. 256,1024")
+    ap.add_argument("--device", default="cpu", help="cuda: the GPU figures only (benchmarks/gpu_check.sh)")
+    ap.add_argument("--only", default="", help="comma-separated sections: cold, memory, threads (nothing else)")
     ap.add_argument("--child")
     args = ap.parse_args()
     if args.child:
@@ -147,6 +236,15 @@ def main() -> None:
         return
     start = cpu_ticks()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if args.device != "cpu":
+        gpu_figures(args.device)
+        return
+    sections = {"cold": cold_start, "memory": memory_cap, "threads": thread_counts}
+    if args.only:
+        for name in args.only.split(","):
+            print(sections[name.strip()]())
+        print(f"CPU steal during this run: {steal_share(start):.0f}%")
+        return
     peak = matmul_peak()
     print(f"fp32 matmul 2048²: {peak:.0f} GFLOP/s")
 
@@ -193,6 +291,8 @@ def main() -> None:
         for size in (4096, 8192):
             r = run_child(size=size, octaves=4, steps=2)
             print(f"{size}² dream (4 octaves × 2 steps): {r['seconds']:.0f} s, peak RSS {r['peak_rss_gb']:.2f} GB")
+    for section in sections.values():
+        print(section())
     print(f"CPU steal during this run: {steal_share(start):.0f}% (above a few percent, wall-clock figures are "
           "inflated and ratios between them unreliable)")
 
