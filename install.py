@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -375,12 +376,53 @@ def disable_in_kritarc(path: Path, remove_if_empty: bool = False) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------- engine
+VERBOSE = False  # --verbose: show pip's whole output instead of one line per step
+TICK_S = 10.0    # without a terminal, a dot this often shows pip is still working
+
+
+def log_path() -> Path:
+    """Where pip's full output goes (each step appends its command and output); printed when a step fails."""
+    return data_dir() / "install.log"
+
+
 def _run(cmd: List[str], what: str) -> None:
-    print(f"  $ {' '.join(cmd)}")
-    result = subprocess.run(cmd)
-    if result.returncode != 0:
-        raise InstallError(f"{what} failed (exit {result.returncode}); the output above says why — check the "
-                           f"network or proxy (pip honours HTTPS_PROXY), then run the installer again.")
+    """One step: a line saying what, a progress indication while it runs, its whole output in the log file."""
+    if VERBOSE:
+        print(f"  $ {' '.join(cmd)}")
+        result = subprocess.run(cmd)
+        if result.returncode != 0:
+            raise InstallError(f"{what} failed (exit {result.returncode}); the output above says why — check the "
+                               f"network or proxy (pip honours HTTPS_PROXY), then run the installer again.")
+        return
+    log = log_path()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    tty = sys.stdout.isatty()
+    start = time.monotonic()
+    with open(log, "a", encoding="utf-8") as out:
+        out.write(f"\n$ {' '.join(cmd)}\n")
+        out.flush()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        print(f"  {what} …", end="" if not tty else "\r", flush=True)
+        spinner, ticks = "|/-\\", 0
+        while True:
+            try:
+                code = proc.wait(timeout=0.25 if tty else TICK_S)
+                break
+            except subprocess.TimeoutExpired:
+                ticks += 1
+                if tty:
+                    print(f"\r  {what} {spinner[ticks % 4]} {time.monotonic() - start:.0f} s", end="", flush=True)
+                else:
+                    print(".", end="", flush=True)
+            except KeyboardInterrupt:
+                proc.terminate()
+                raise
+    took = time.monotonic() - start
+    outcome = f"{'done' if code == 0 else 'failed'} ({took:.0f} s)"
+    print(f"\r  {what}: {outcome}" + " " * 8 if tty else f" {outcome}")
+    if code != 0:
+        raise InstallError(f"{what} failed (exit {code}); pip's full output is in {log} — check the network or "
+                           f"proxy (pip honours HTTPS_PROXY), then run the installer again (--verbose shows it all).")
 
 
 def _has_nvidia() -> bool:
@@ -393,30 +435,75 @@ def _has_nvidia() -> bool:
         return False
 
 
+def _has_amd(kfd: Path = Path("/dev/kfd")) -> Optional[str]:
+    """What shows an AMD GPU that ROCm can drive (the kernel's compute device, or ROCm's tools), or None."""
+    if kfd.exists():
+        return str(kfd)
+    for tool in ("rocminfo", "rocm-smi"):
+        path = shutil.which(tool)
+        if path:
+            try:
+                if subprocess.run([path], capture_output=True, timeout=20).returncode == 0:
+                    return tool
+            except (OSError, subprocess.SubprocessError):
+                pass
+    return None
+
+
+GPU_ENV = "LUCIDDREAM_GPU"  # nvidia | amd | none: overrides what is found (as --gpu does)
+CUDA_INDEX = "https://download.pytorch.org/whl/cu126"
+ROCM_INDEX = "https://download.pytorch.org/whl/rocm6.4"
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def find_gpu(choice: str = "auto") -> Tuple[str, str]:
+    """(kind, why): "nvidia", "amd" or "none", from --gpu / LUCIDDREAM_GPU, else from what this machine shows."""
+    choice = (choice if choice != "auto" else os.environ.get(GPU_ENV, "auto")).strip().lower()
+    if choice in ("nvidia", "amd", "none"):
+        return choice, "as asked"
+    if SYSTEM in ("Linux", "Windows") and _has_nvidia():
+        return "nvidia", "nvidia-smi lists a GPU"
+    amd = _has_amd() if SYSTEM == "Linux" else None
+    if amd:
+        return "amd", f"{amd} is present"
+    return "none", "no NVIDIA or AMD GPU found"
+
+
+def torch_plan(kind: str) -> Tuple[str, List[str]]:
+    """The one line said about the torch build, and pip's arguments for it (none: a CPU wheel tried offline first)."""
+    if SYSTEM == "Darwin":
+        return "torch: the macOS build (Metal/MPS)", ["torch"]
+    if kind == "nvidia":
+        index = [] if SYSTEM == "Linux" else ["--index-url", CUDA_INDEX]  # PyPI's Linux wheel is the CUDA one
+        return "torch: NVIDIA GPU, the CUDA build", ["torch", *index]
+    if kind == "amd" and SYSTEM == "Linux":
+        return "torch: AMD GPU, the ROCm build", ["torch", "--index-url", ROCM_INDEX]
+    return "torch: no GPU, the CPU build", ["torch", "--index-url", CPU_INDEX, "--extra-index-url",
+                                             "https://pypi.org/simple"]
+
+
 def _quiet_ok(cmd: List[str]) -> bool:
     return subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
 
 
-def install_torch(python: Path, spec: Optional[str]) -> None:
-    """The torch build that fits the machine, without gigabytes of CUDA libraries on a machine with no NVIDIA GPU."""
+def install_torch(python: Path, spec: Optional[str], gpu: str = "auto") -> None:
+    """The torch build that fits the machine (CUDA for NVIDIA, ROCm for AMD, else CPU without gigabytes of CUDA
+    libraries), said in one line; --torch SPEC or --gpu / LUCIDDREAM_GPU override it."""
     pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check"]
     if spec:
+        print(f"  torch: {spec} (as given)")
         _run(pip + spec.split(), "installing torch")
         return
     if _quiet_ok([str(python), "-c", "import torch"]):
         print("  torch is already installed")
         return
-    if SYSTEM == "Darwin" or (SYSTEM == "Linux" and _has_nvidia()):
-        _run(pip + ["torch"], "installing torch")  # PyPI's default: MPS on macOS, CUDA on Linux
-    elif SYSTEM == "Windows" and _has_nvidia():
-        _run(pip + ["torch", "--index-url", "https://download.pytorch.org/whl/cu126"], "installing CUDA torch")
-    else:
-        # No NVIDIA GPU: a CPU build. A wheel already on this machine (pip's find-links) comes first, offline;
-        # otherwise PyTorch's CPU index (PyPI's Linux wheel would pull several GB of CUDA libraries).
-        print("  no NVIDIA GPU: installing the CPU build of torch")
-        if not _quiet_ok(pip + ["--no-index", "--no-deps", "torch"]):
-            _run(pip + ["torch", "--index-url", "https://download.pytorch.org/whl/cpu", "--extra-index-url",
-                        "https://pypi.org/simple"], "installing the CPU build of torch")
+    kind, why = find_gpu(gpu)
+    line, args = torch_plan(kind)
+    print(f"  {line} ({why}; --gpu or --torch SPEC to choose another)")
+    # A CPU wheel already on this machine (pip's find-links) comes first, offline.
+    if kind == "none" and SYSTEM != "Darwin" and _quiet_ok(pip + ["--no-index", "--no-deps", "torch"]):
+        return
+    _run(pip + args, "installing torch")
 
 
 def project_version() -> str:
@@ -450,7 +537,7 @@ def install_engine(venv: Path, args: argparse.Namespace, manifest: Manifest, rep
         if str(venv) not in manifest.venvs:
             manifest.venvs.append(str(venv))
         manifest.save()
-    install_torch(python, args.torch)
+    install_torch(python, args.torch, args.gpu)
     target = [str(ROOT) + extras] if not args.editable else ["-e", str(ROOT) + extras]
     _run([str(python), "-m", "pip", "install", "--disable-pip-version-check", *target], "installing the engine")
     if engine_version(python) is None:
@@ -529,12 +616,17 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     ap.add_argument("--editable", action="store_true", help="install the engine in development mode (pip -e)")
     ap.add_argument("--extras", help="engine extras, e.g. test")
     ap.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
+    ap.add_argument("--verbose", action="store_true", help="show pip's whole output (else it goes to a log file)")
+    ap.add_argument("--gpu", default="auto", choices=["auto", "nvidia", "amd", "none"],
+                    help="which torch build to install (default: what this machine has; also $LUCIDDREAM_GPU)")
     ap.add_argument("--uninstall", action="store_true", help="remove what this installer installed")
     return ap.parse_args(argv)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    global VERBOSE
     args = parse_args(argv)
+    VERBOSE = args.verbose
     parts = set(args.only or PARTS)
     explicit = args.only is not None
     report = Report(args.dry_run)

@@ -167,3 +167,78 @@ def test_every_gimp_profile_gets_the_plugin(tmp_path):
         assert (tmp_path / ".config/GIMP" / version / "plug-ins/luciddream/engine.json").is_file(), version
     assert install(tmp_path, "--uninstall").returncode == 0
     assert snapshot(tmp_path) == before
+
+
+# ------------------------------------------------------------------------------- quiet steps and the torch build
+def _installer():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("luciddream_installer", ROOT / "install.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_step_is_one_line_and_pip_output_goes_to_the_log(tmp_path, monkeypatch, capfd):
+    inst = _installer()
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    chatty = [sys.executable, "-c", "for i in range(80): print('Collecting package', i)"]
+    inst._run(chatty, "installing torch")
+    out = capfd.readouterr().out
+    assert out == "  installing torch … done (0 s)\n" or (out.count("\n") == 1 and " done (" in out), out
+    assert inst.log_path().read_text().count("\nCollecting package") == 80
+    failing = [sys.executable, "-c", "print('ERROR: No matching distribution found for torch'); raise SystemExit(1)"]
+    with pytest.raises(inst.InstallError) as info:
+        inst._run(failing, "installing torch")
+    assert str(inst.log_path()) in str(info.value) and "\n" not in str(info.value)
+    assert "No matching distribution" in inst.log_path().read_text()
+    inst.VERBOSE = True  # --verbose: pip's own output, as it comes
+    inst._run(chatty, "installing torch")
+    assert capfd.readouterr().out.count("\nCollecting package") >= 79
+
+
+def _fake_python(tmp_path: Path) -> tuple[Path, Path]:
+    """A Python without torch that records the pip commands it is given (and pretends they worked)."""
+    calls = tmp_path / "calls.txt"
+    fake = tmp_path / "python"
+    fake.write_text(f"#!/bin/sh\nif [ \"$1\" = \"-c\" ]; then exit 1; fi\necho \"$@\" >> {calls}\n"
+                    f"case \"$*\" in *--no-index*) exit 1;; esac\nexit 0\n")
+    fake.chmod(0o755)
+    return fake, calls
+
+
+@pytest.mark.parametrize("found,index,line", [
+    ("amd", "whl/rocm", "AMD GPU, the ROCm build"),
+    ("nvidia", None, "NVIDIA GPU, the CUDA build"),
+    ("none", "whl/cpu", "no GPU, the CPU build"),
+])
+def test_the_torch_build_follows_the_gpu_found(tmp_path, monkeypatch, capfd, found, index, line):
+    inst = _installer()
+    monkeypatch.setattr(inst, "SYSTEM", "Linux")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.delenv("LUCIDDREAM_GPU", raising=False)
+    monkeypatch.setattr(inst, "_has_nvidia", lambda: found == "nvidia")
+    monkeypatch.setattr(inst, "_has_amd", lambda: "/dev/kfd" if found == "amd" else None)
+    python, calls = _fake_python(tmp_path)
+    inst.install_torch(python, None)
+    said = capfd.readouterr().out
+    assert line in said and said.count("  torch: ") == 1, said
+    pip = calls.read_text().splitlines()[-1]
+    assert (index in pip) if index else ("--index-url" not in pip), pip
+    monkeypatch.setenv("LUCIDDREAM_GPU", "none")  # overridable: the CPU build even with a GPU found
+    inst.install_torch(python, None)
+    assert "whl/cpu" in calls.read_text().splitlines()[-1]
+
+
+def test_amd_gpu_is_found_from_kfd_or_rocm_tools(tmp_path, monkeypatch):
+    inst = _installer()
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    assert inst._has_amd(tmp_path / "kfd") is None
+    (tmp_path / "kfd").write_text("")
+    assert inst._has_amd(tmp_path / "kfd") == str(tmp_path / "kfd")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "rocminfo").write_text("#!/bin/sh\nexit 0\n")
+    (tmp_path / "bin" / "rocminfo").chmod(0o755)
+    assert inst._has_amd(tmp_path / "nothing") == "rocminfo"
