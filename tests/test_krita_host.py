@@ -69,8 +69,10 @@ def launch_with_driver(host: KritaHost, home: Path, out: Path, scenario: Optiona
     result = krita_launch.launch(home, out, scenario, timeout=300, root=host.root)
     report_file = out / "report.json"
     if not report_file.exists():
-        pytest.fail(f"Krita exited with {result.returncode} and no report; see {out}/krita.stderr and "
-                    f"{out}/driver.log")
+        logs = {name: (out / name).read_text(errors="replace")[-1500:] for name in
+                ("krita.stderr", "xvfb.stderr", "driver.log") if (out / name).exists()}
+        pytest.fail(f"Krita ({host.id}) exited with {result.returncode} and no report; the ends of its logs "
+                    f"(pytest removes {out} after a few runs):\n" + "\n".join(f"--- {k}\n{v}" for k, v in logs.items()))
     report = json.loads(report_file.read_text(encoding="utf-8"))
     report["launch_s"] = round(time.time() - started, 1)
     return report, result.returncode
