@@ -9,6 +9,7 @@ says 573 and 261 MB; the midpoint leaves over 100 MB either side.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -196,3 +197,16 @@ def test_cuda_out_of_memory_cap_is_one_sentence() -> None:
 
     with pytest.raises(luciddream.DreamError, match="--max-memory"):
         luciddream.dream(fixture_image("chelsea"), None, device="cuda", max_memory=1, seed=1)
+
+
+def test_hello_from_the_cache_needs_no_torch(tmp_path: Path) -> None:
+    """After one worker (or `luciddream offer`) answered, the next hello is served without importing torch, and
+    says the same."""
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path))
+    code = ("import json, sys; from luciddream import jobs, protocol; info = jobs.engine_info(protocol.Limits(), "
+            "cached=True); info.pop('pid'); print(json.dumps([info, 'torch' in sys.modules]))")
+    first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    (info1, torch1), (info2, torch2) = json.loads(first.stdout), json.loads(second.stdout)
+    assert torch1 and not torch2 and info1 == info2
+    assert list(tmp_path.glob("luciddream/hello-*.json"))

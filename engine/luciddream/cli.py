@@ -214,9 +214,9 @@ def _run_models(args: argparse.Namespace) -> int:
 def _run_offer(args: argparse.Namespace) -> int:
     import json
 
-    from . import offer
+    from . import jobs
 
-    print(json.dumps(offer.describe(), indent=1))
+    print(json.dumps(jobs._model_info(cached=False)["offer"], indent=1))  # and the worker's hello cache filled
     return 0
 
 

@@ -20,16 +20,73 @@ _DTYPES = {"u8": "<u1", "u16": "<u2", "f32": "<f4"}  # the wire's sample types, 
 _TEXT_SETTINGS = ("model", "device", "look")
 
 
-def engine_info(limits: P.Limits, heartbeat: float = 0.0) -> Dict[str, Any]:
+def engine_info(limits: P.Limits, heartbeat: float = 0.0, cached: bool = False) -> Dict[str, Any]:
     """The body of a hello reply: versions, what can be dreamed with, the largest image accepted, and how often a
-    running job sends news at least (0: no promise)."""
-    from . import __version__, offer
-    from .nets import DEFAULT_MODEL, SPECS
+    running job sends news at least (0: no promise). `cached`: the models and offer may come from the last
+    worker's answer on this installation (see _model_info), so the hello needs no torch."""
+    from . import __version__
 
     return {"protocol": P.PROTOCOL_VERSION, "engine": __version__, "pid": os.getpid(),
-            "python": ".".join(map(str, sys.version_info[:3])), "default_model": DEFAULT_MODEL,
-            "models": [name for name, spec in SPECS.items() if spec.available()], "max_pixels": limits.max_pixels,
-            "heartbeat": heartbeat, "offer": offer.describe()}
+            "python": ".".join(map(str, sys.version_info[:3])), **_model_info(cached),
+            "max_pixels": limits.max_pixels, "heartbeat": heartbeat}
+
+
+def _model_info(cached: bool) -> Dict[str, Any]:
+    """default_model, models and offer: what needs the networks' modules, and so torch (about 1 s to import).
+
+    Why a cache: a plug-in waits for the hello before it shows anything, and importing torch was most of that
+    wait. The answer only changes when the engine's code or the installed packages change, so it is kept in the
+    user's cache folder under a key made of the engine's version, this Python, and the modification times of the
+    engine's sources and of every folder on sys.path (pip installing or removing a package touches its folder).
+    """
+    import hashlib
+    import json
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    stamps = [__file__, sys.executable, sys.version]
+    for folder in [here, here / "nets", *sys.path[1:]]:  # [0] is the script's folder or the current one
+        try:
+            stamps.append(f"{folder}:{os.stat(folder or '.').st_mtime_ns}")
+            if folder in (here, here / "nets"):
+                stamps += [f"{p.name}:{p.stat().st_mtime_ns}" for p in sorted(Path(folder).glob("*.py"))]
+        except OSError:
+            stamps.append(f"{folder}:-")
+    key = hashlib.sha256("\n".join(map(str, stamps)).encode("utf-8")).hexdigest()[:20]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "luciddream" / f"hello-{key}.json"
+    if cached:
+        try:
+            return json.loads(cache.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            pass
+    from . import offer
+    from .nets import DEFAULT_MODEL, SPECS
+
+    info = {"default_model": DEFAULT_MODEL, "models": [name for name, spec in SPECS.items() if spec.available()],
+            "offer": offer.describe()}
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(json.dumps(info), encoding="utf-8")
+        os.replace(partial, cache)
+    except OSError:  # a read-only home: the hello is just slower
+        pass
+    return info
+
+
+def warm_up() -> None:
+    """Import the dream's modules and load the default model, in the background after a hello, so that the first
+    dream does not pay for them (the model stays cached in nets.load_model)."""
+    def load() -> None:
+        try:
+            from . import render  # noqa: F401  (torch and every module a dream needs)
+            from .nets import DEFAULT_MODEL, load_model, resolve_device
+
+            load_model(DEFAULT_MODEL, resolve_device("auto"))
+        except Exception:  # the job itself will say what is wrong
+            pass
+
+    threading.Thread(target=load, name="luciddream-warm-up", daemon=True).start()
 
 
 def progress_header(job_id: Any, progress: Any = None) -> Dict[str, Any]:

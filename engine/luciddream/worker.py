@@ -92,6 +92,7 @@ class Worker:
         self._job: Optional[Tuple[Any, threading.Event]] = None
         self._news: Dict[str, Any] = {}     # the running job's latest progress frame, sent again when quiet
         self._sent_at = time.monotonic()
+        self._warmed = False
 
     def send(self, header: Dict[str, Any], *payload: Any) -> None:
         with self._write_lock:
@@ -128,9 +129,12 @@ class Worker:
             if msg.error is not None:
                 self.send_error(msg.id, msg.error.code, msg.error.message)
             elif msg.kind == P.HELLO:
-                reply = engine_info(self.limits, self.heartbeat)
+                reply = engine_info(self.limits, self.heartbeat, cached=True)
                 reply.update({"kind": P.HELLO, "id": msg.id})
                 self.send(reply)
+                if not self._warmed:  # torch and the default model load while the user picks what to dream
+                    self._warmed = True
+                    jobs.warm_up()
             elif msg.kind == P.CANCEL:
                 self._cancel(msg.id)
             elif msg.kind == P.DREAM:
