@@ -20,6 +20,7 @@ LABELS: Dict[str, str] = {
     "model": "Model", "octaves": "Octaves", "octave_scale": "Detail size", "steps": "Steps",
     "step_size": "Strength", "tile": "Tile", "seed": "Seed", "feather": "Feather",
     "look": "Class look", "instance": "Instance size", "class_strength": "Class strength",
+    "max_memory": "Memory limit (MB)",
 }
 
 

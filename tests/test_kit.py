@@ -169,7 +169,7 @@ def test_offer_preset_targets() -> None:
 def test_offer_checks_values_in_the_users_words() -> None:
     offer = kit.Offer.from_dict(described())
     offer.check_settings({"model": offer.default_model, "tile": 640, "step_size": 1.5, "seed": None})
-    for settings, words in [({"tile": 32}, "Tile must be between 64 and 4096; got 32."),
+    for settings, words in [({"tile": 5000}, "Tile must be between 0 and 4096; got 5000."),  # 0: auto
                             ({"step_size": 100.0}, "Strength must be between"),
                             ({"octave_scale": 1.0}, "Detail size must be between"),
                             ({"octaves": 2.5}, "Octaves must be a whole number"),
