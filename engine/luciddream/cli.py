@@ -74,7 +74,7 @@ def _tile(text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--tile must be a number of pixels or auto, not {text!r}") from None
+        raise argparse.ArgumentTypeError(f"must be a number of pixels or auto, not {text!r}") from None
 
 
 def _megabytes(text: str) -> int:
@@ -86,9 +86,9 @@ def _megabytes(text: str) -> int:
     try:
         mb = float(number) * (scale or 1)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--max-memory must be a size such as 1500M or 2G, not {text!r}") from None
+        raise argparse.ArgumentTypeError(f"must be a size such as 1500M or 2G, not {text!r}") from None
     if not mb > 0 or mb != mb:
-        raise argparse.ArgumentTypeError(f"--max-memory must be a positive size such as 1500M or 2G, not {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a positive size such as 1500M or 2G, not {text!r}")
     return max(1, round(mb))
 
 
