@@ -210,3 +210,20 @@ def test_hello_from_the_cache_needs_no_torch(tmp_path: Path) -> None:
     (info1, torch1), (info2, torch2) = json.loads(first.stdout), json.loads(second.stdout)
     assert torch1 and not torch2 and info1 == info2
     assert list(tmp_path.glob("luciddream/hello-*.json"))
+
+
+def test_serve_runs_cpu_jobs_one_at_a_time_with_the_cores() -> None:
+    """`serve` sends every CPU job, whatever its device setting says, to one runner that runs them one after
+    another, so several jobs share the one set of threads.configure() threads instead of multiplying them."""
+    import torch
+
+    from luciddream import protocol, server, threads
+
+    engine = server.Engine(None, protocol.Limits(), 4)
+    jobs = [protocol.JobRequest(str(i), 64, 64, 3, "u8", settings=s)
+            for i, s in enumerate([{"device": "cpu"}, {}, {"device": "cpu"}])]
+    runners = {id(engine.runner_for(job)) for job in jobs}
+    if not torch.cuda.is_available():
+        runners.add(id(engine.runner_for(protocol.JobRequest("auto", 64, 64, 3, "u8", settings={"device": "auto"}))))
+    assert len(runners) == 1
+    assert threads.default_threads({}) == threads.physical_cores()
