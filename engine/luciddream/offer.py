@@ -28,7 +28,7 @@ PRESETS: List[Dict[str, str]] = [
 
 # Settings a front end shows; model, device and seed are offered in their own ways (models list, seed range).
 _DEFAULTS = ("model", "octaves", "octave_scale", "steps", "step_size", "tile", "feather", "look", "instance",
-             "class_strength", "max_memory")  # tile 0: auto (from free memory); max_memory 0: no cap (MB)
+             "class_strength")  # tile 0: auto (from free memory); max_memory (MB, 0: no cap) is in the ranges
 
 
 def describe() -> Dict[str, Any]:
