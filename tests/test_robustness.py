@@ -412,7 +412,7 @@ def test_selections_that_cannot_work_are_one_sentence(coffee, mask, words):
     (["--steps", "1001"], "steps must be between"),
     (["--octaves", "0"], "octaves must be between 1 and 12"),
     (["--octaves", "100000"], "octaves must be between"),
-    (["--tile", "63"], "tile must be between 64 and 4096"),
+    (["--tile", "63"], "tile must be 0 (auto: chosen from the free memory) or between 64 and 4096"),
     (["--tile", "99999999999"], "tile must be between"),
     (["--octave-scale", "1e308"], "octave scale must be between"),
     (["--step-size", "inf"], "step size must be between"),
