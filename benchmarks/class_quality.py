@@ -160,6 +160,8 @@ def sharpness(args: argparse.Namespace) -> None:
     t = time.perf_counter()
     out = luciddream.dream(image, mask, "goldfish", model=args.model, seed=args.seed, look=args.look)
     seconds = time.perf_counter() - t
+    if args.out:
+        Image.fromarray(out).save(args.out / f"sharpness_{args.look}.png")
     inside = quality.laplacian_variance(out[324:1724, 324:1724])
     photo_inside = quality.laplacian_variance(image[324:1724, 324:1724])
     outside = np.median([quality.laplacian_variance(b) for b in (out[:324], out[1724:], out[:, :324], out[:, 1724:])])
