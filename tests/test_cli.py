@@ -79,7 +79,7 @@ def _bad_inputs(folder: Path) -> dict[str, tuple[list[str], str]]:
         "unknown class": ([src, "-t", "goldfsh", *o], 'did you mean "goldfish"'),
         "unknown layer": ([src, "-t", "layer:mixed4c", *o], "choose one of stem, block0"),
         "unknown model": ([src, "--model", "vgg99", *o], 'Unknown model "vgg99"'),
-        "steps out of range": ([src, "-o", str(folder / "never.png"), "--steps", "0"], "steps must be between"),
+        "steps out of range": ([src, "-o", str(folder / "never.png"), "--steps", "-1"], "steps must be between"),
         "octave scale out of range": ([src, *o, "--octave-scale", "0.5"], "octave scale must be between"),
         "not a number": ([src, *o, "--tile", "big"], "argument --tile: must be a number of pixels or auto"),
         "unknown format": ([src, "-o", str(folder / "never.xyz")], "unknown output format"),

@@ -182,7 +182,7 @@ def test_whole_image_grows_with_tiles_but_selection_cost_follows_the_selection()
 
 
 @pytest.mark.parametrize("kwargs, words", [
-    (dict(steps=0), "steps must be between 1 and 1000"),
+    (dict(steps=-1), "steps must be between 0 and 1000"),
     (dict(octaves=50), "octaves must be between"),
     (dict(tile=10), "tile must be 0 \\(auto"),
     (dict(model="vgg99"), 'Unknown model "vgg99"'),

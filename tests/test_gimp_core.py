@@ -56,8 +56,8 @@ def test_defaults_match_the_engine_settings(offer) -> None:
     s = core.engine_settings(core.default_options(offer), offer)
     assert "seed" not in s   # -1: the engine picks a new seed
     engine = Settings(**s).check()
-    # tile 0: auto, chosen by the engine from the free memory
-    assert (engine.octaves, engine.steps, engine.step_size, engine.octave_scale, engine.tile) == (4, 10, 1.5, 1.4, 0)
+    # steps 0: each look's own; tile 0: auto, chosen by the engine from the free memory
+    assert (engine.octaves, engine.steps, engine.step_size, engine.octave_scale, engine.tile) == (4, 0, 1.5, 1.4, 0)
 
 
 def test_dialog_ranges_come_from_the_offer(offer) -> None:
@@ -85,7 +85,7 @@ def test_dialog_choices_come_from_the_offer(offer) -> None:
 
 def test_options_from_gimp_property_names(offer) -> None:
     opts = core.options_from({"detail-size": 2.0, "targets": "goldfish", "run-mode": 1, "seed": 7}, offer)
-    assert opts.detail_size == 2.0 and opts.targets == "goldfish" and opts.seed == 7 and opts.steps == 10
+    assert opts.detail_size == 2.0 and opts.targets == "goldfish" and opts.seed == 7 and opts.steps == 0
     s = core.engine_settings(opts, offer)
     assert s["octave_scale"] == 2.0 and s["seed"] == 7 and s["step_size"] == 1.5
 

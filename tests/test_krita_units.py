@@ -623,7 +623,7 @@ def test_session_keeps_only_values_the_engine_accepts_and_stores_them(tmp_path):
     ses.update(steps=20, octave_scale=1.8, tile=256)
     assert (ses.settings.steps, ses.settings.octave_scale, ses.settings.tile) == (20, 1.8, 256) and len(changed) == 1
     assert settings.load(app, OFFER) == ses.settings
-    ses.update(steps=0, tile=10 ** 6, model="gone")                 # outside the offer: refused, nothing changes
+    ses.update(steps=-1, tile=10 ** 6, model="gone")                 # outside the offer: refused, nothing changes
     assert (ses.settings.steps, ses.settings.tile, ses.settings.model) == (20, 256, OFFER.default("model"))
     assert len(changed) == 1
     for _ in range(20):

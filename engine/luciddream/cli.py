@@ -45,7 +45,7 @@ def _dream_args(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--octaves", type=int, default=4, help="number of scales (default 4)")
     p.add_argument("--octave-scale", type=float, default=1.4, help="ratio between scales (default 1.4)")
     p.add_argument("--steps", type=int, default=None,
-                   help="optimiser steps per octave (default 10; class looks: grow 40, object 30)")
+                   help="optimiser steps per octave (default 0: each look's own, layers 10, grow 40, object 30)")
     p.add_argument("--step-size", type=float, default=1.5,
                    help="mean change per step in 8-bit levels (default 1.5)")
     p.add_argument("--look", default="grow", choices=["grow", "object"],

@@ -41,7 +41,7 @@ def describe() -> Dict[str, Any]:
         "presets": [dict(p) for p in PRESETS],
         "ranges": {name: [low, high] for name, (low, high) in RANGES.items()},
         "defaults": {**{f.name: getattr(defaults, f.name) for f in fields(Settings) if f.name in _DEFAULTS},
-                     "steps": STEPS["tiled"]},  # layer targets' steps; a class look's are in look_steps
+                     "steps": 0},  # 0: each look's own (layer dreams STEPS["tiled"], class looks look_steps)
         "looks": list(LOOKS),  # class targets alone: grown out of the photo, or one picture of the class
         "look_steps": {look: STEPS[LOOK_METHODS[look]] for look in LOOKS},
         "context": masks.CONTEXT,

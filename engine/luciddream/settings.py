@@ -15,13 +15,13 @@ from .nets import DEFAULT_MODEL
 
 # The values each number may take: Settings.check refuses others, and the offer shows these to every front end.
 RANGES = {
-    "octaves": (1, 12), "octave_scale": (1.05, 4.0), "steps": (1, 1000), "step_size": (0.01, 64.0),
+    "octaves": (1, 12), "octave_scale": (1.05, 4.0), "steps": (0, 1000), "step_size": (0.01, 64.0),
     "tile": (0, 4096), "seed": (0, 2 ** 32 - 1), "feather": (0.0, 2000.0),
     "instance": (32, 4096), "class_strength": (0.0, 1.0), "max_memory": (0, 1 << 20),
 }
 MIN_EXPLICIT_TILE = 64  # tile 0 means auto; a tile given by hand is at least this
 LOOKS = ("grow", "object")  # class targets alone: grown out of the photo, or one picture of the class
-UNSET = ("seed", "steps")   # None is a value here: no seed, or the method's own number of steps
+UNSET = ("seed", "steps")   # None is a value here: no seed, or the method's own number of steps (as steps 0)
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,8 @@ class Settings:
     model: str = DEFAULT_MODEL
     octaves: int = 4              # scales to dream at, each `octave_scale` times the previous
     octave_scale: float = 1.4
-    steps: Optional[int] = None   # optimiser steps per octave; None: the method's own (tiled 10, grow 40, object 30)
+    steps: Optional[int] = None   # optimiser steps per octave; None or 0: the method's own (tiled 10, grow 40,
+                                  # object 30), so a front end's one Steps control suits every look
     step_size: float = 1.5        # mean change per step, in 8-bit levels (0–255)
     tile: int = 0                 # largest window the network sees at once (memory vs. speed); 0: auto, from
                                   # the memory that is free (memory.py), 640 where memory is ample

@@ -87,7 +87,7 @@ def build_procedure(plugin: Gimp.PlugIn, name: str) -> Gimp.Procedure:
                              d.model, RW)
     proc.add_int_argument("octaves", "_Octaves", "Scales to dream at, from small to full size", *r["octaves"],
                           d.octaves, RW)
-    proc.add_int_argument("steps", "_Steps", "Steps per octave", *r["steps"], d.steps, RW)
+    proc.add_int_argument("steps", "_Steps", "Steps per octave (0: each look's own)", *r["steps"], d.steps, RW)
     proc.add_double_argument("strength", "St_rength", "Mean change per step, in 8-bit levels",
                              *map(float, r["strength"]), float(d.strength), RW)
     proc.add_double_argument("detail-size", "_Detail size", "Growth between octaves: larger values dream larger "

@@ -145,7 +145,8 @@ class LucidDreamDocker(DockWidget):
             lambda _i: self.model_combo.currentData() and self._set(model=str(self.model_combo.currentData())))
         form.addRow(labels["model"], self.model_combo)
         strength = QtWidgets.QHBoxLayout()
-        self.steps_spin = _spin("Gradient steps per octave: more steps, stronger dream.")
+        self.steps_spin = _spin("Steps per octave: more steps, stronger dream; auto: each look's own.")
+        self.steps_spin.setSpecialValueText("auto")  # shown at the minimum, 0: the engine picks per look
         self.steps_spin.valueChanged.connect(lambda v: self._set(steps=int(v)))
         self.step_size_spin = _dspin(0.1, "Change per step in 8-bit levels: higher is bolder.")
         self.step_size_spin.valueChanged.connect(lambda v: self._set(step_size=round(float(v), 3)))
@@ -177,6 +178,7 @@ class LucidDreamDocker(DockWidget):
         self.tile_spin = _spin("Largest window the network sees at once: smaller uses less memory.")
         self.tile_spin.setSingleStep(64)
         self.tile_spin.setSuffix(" px")
+        self.tile_spin.setSpecialValueText("auto")  # 0: the engine picks the tile from the free memory
         self.tile_spin.valueChanged.connect(lambda v: self._set(tile=int(v)))
         form.addRow(labels["tile"], self.tile_spin)
         self.feather_spin = _spin("Fade the dream in over this many pixels inside the selection.")

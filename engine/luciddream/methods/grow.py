@@ -30,10 +30,9 @@ from ..objectives import Target
 from ..octaves import resize
 from ..settings import Settings
 from ..transforms import square_view
-from . import STEPS, Extras, Progress, ProgressCallback
+from . import Extras, Progress, ProgressCallback, steps_per_octave
 from .lucid import dreamers
 
-DEFAULT_STEPS = STEPS["grow"]  # optimiser steps per octave when the settings leave `steps` unset
 
 
 @dataclass(frozen=True)
@@ -218,7 +217,7 @@ def dream(rgb: np.ndarray, selected: Optional[np.ndarray], net: DreamNet, target
     classes = [(t.index, t.weight) for t in targets if t.kind == "class" and t.weight != 0]
     slots = [c for c in classes if c[1] > 0] or classes
     balance = len(classes) > 1
-    steps = settings.steps if settings.steps is not None else DEFAULT_STEPS
+    steps = steps_per_octave("grow", settings)
     scales = octave_scales(float(settings.instance), net.spec.input_size, settings.octave_scale)
     sizes = [(max(16, round(h * k)), max(16, round(w * k))) for k in scales]
     total = sum(a * b for a, b in sizes) * steps

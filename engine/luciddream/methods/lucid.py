@@ -26,7 +26,7 @@ from ..objectives import Target
 from ..octaves import resize
 from ..settings import Settings
 from ..transforms import RandomView
-from . import STEPS, Extras, Progress, ProgressCallback
+from . import Extras, Progress, ProgressCallback, steps_per_octave
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,6 @@ class Recipe:
 
 
 RECIPE = Recipe()
-DEFAULT_STEPS = STEPS["lucid"]  # optimiser steps per octave when the settings leave `steps` unset
 
 
 def dreamers(net: DreamNet, recipe: Recipe = RECIPE) -> list[DreamNet]:
@@ -101,7 +100,7 @@ def dream(rgb: np.ndarray, selected: Optional[np.ndarray], net: DreamNet, target
 
     generator = torch.Generator().manual_seed(int(rng.integers(2 ** 31)))
     spectrum = param.spectrum(size, recipe.decay, generator, device=device)
-    total = max(1, settings.octaves * (settings.steps if settings.steps is not None else DEFAULT_STEPS))
+    total = max(1, settings.octaves * (steps_per_octave("lucid", settings)))
     opt = torch.optim.Adam([spectrum.coefficients], lr=recipe.learning_rate * settings.step_size / 1.5)
 
     def change(step: int) -> torch.Tensor:

@@ -17,11 +17,10 @@ from ..errors import Cancelled, is_out_of_memory
 from ..nets import DreamNet
 from ..objectives import Guide, Target, guide_score, needed_layers, score
 from ..settings import Settings
-from . import STEPS, Extras, Progress, ProgressCallback
+from . import Extras, Progress, ProgressCallback, steps_per_octave
 
 JITTER = 32          # the network's total stride: random offsets up to this hide its alignment grid
 MIN_OCTAVE_SIDE = 32  # smaller octaves hold too little for the network to see anything
-DEFAULT_STEPS = STEPS["tiled"]  # optimiser steps per octave when the settings leave `steps` unset
 
 
 def window_size(tile: int, targets: Sequence[Target], net: DreamNet) -> int:
@@ -86,7 +85,7 @@ def _dream_at(tile: int, note: str, rgb: np.ndarray, selected: Optional[np.ndarr
     selected_full = None if selected is None else torch.from_numpy(selected)[None, None].to(device)
     h, w = rgb.shape[:2]
     sizes = octaves.octave_sizes(h, w, settings.octaves, settings.octave_scale, MIN_OCTAVE_SIDE)
-    steps = settings.steps if settings.steps is not None else DEFAULT_STEPS
+    steps = steps_per_octave("tiled", settings)
     total = sum(a * b for a, b in sizes) * steps
     done = 0
     widest = 0  # the longest side any finished step has dreamed at: below the tile, the tile changed nothing
