@@ -202,14 +202,14 @@ def test_cuda_out_of_memory_cap_is_one_sentence() -> None:
 def test_hello_from_the_cache_needs_no_torch(tmp_path: Path) -> None:
     """After one worker (or `luciddream offer`) answered, the next hello is served without importing torch, and
     says the same."""
-    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path))
+    env = dict(os.environ, LUCIDDREAM_CACHE=str(tmp_path))
     code = ("import json, sys; from luciddream import jobs, protocol; info = jobs.engine_info(protocol.Limits(), "
             "cached=True); info.pop('pid'); print(json.dumps([info, 'torch' in sys.modules]))")
     first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     (info1, torch1), (info2, torch2) = json.loads(first.stdout), json.loads(second.stdout)
     assert torch1 and not torch2 and info1 == info2
-    assert list(tmp_path.glob("luciddream/hello-*.json"))
+    assert list(tmp_path.glob("hello-*.json"))
 
 
 def test_serve_runs_cpu_jobs_one_at_a_time_with_the_cores() -> None:

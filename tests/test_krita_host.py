@@ -132,7 +132,8 @@ def test_settings_persist_across_a_krita_restart(krita_host, krita_template, tmp
         assert result.returncode == 0, f"install.py failed:\n{result.stdout}\n{result.stderr}"
         krita_launch.add_driver(home)
         wanted = {"steps": 37, "step_size": 2.25, "octaves": 5, "octave_scale": 1.75, "tile": 320, "feather": 9,
-                  "seed": 4242, "visible": True, "model": offer["models"][-1], "preset": offer["presets"][-1]["name"]}
+                  "seed": 4242, "visible": True, "model": offer["models"][-1], "preset": offer["presets"][-1]["name"],
+                  "look": offer["looks"][-1], "instance": 300, "class_strength": 0.45}
         first, code = launch_with_driver(krita_host, home, tmp_path / "first",
                                          {"steps": ["check_registration", "persist_set"], "persist": wanted})
         assert first.get("error") is None and code == 0, first.get("error")

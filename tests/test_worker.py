@@ -214,7 +214,7 @@ def test_worker_refuses_a_second_job_while_busy(client):
 @pytest.mark.parametrize("targets,settings,mask,words", [
     ("nonsense_class_xyz", FAST, None, "Unknown class"),
     (TARGET, {**FAST, "stepz": 2}, None, "Unknown setting stepz"),
-    (TARGET, {**FAST, "steps": 0}, None, "steps must be between"),
+    (TARGET, {**FAST, "steps": -1}, None, "steps must be between"),
     (TARGET, {**FAST, "model": 5}, None, "model must be a name"),
     (TARGET, {**FAST, "device": "tpu"}, None, 'Unknown device "tpu"'),
     (TARGET, {**FAST, "weights": "/etc/passwd"}, None, "Unknown setting weights"),  # no server-side paths

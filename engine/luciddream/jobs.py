@@ -35,9 +35,10 @@ def _model_info(cached: bool) -> Dict[str, Any]:
     """default_model, models and offer: what needs the networks' modules, and so torch (about 1 s to import).
 
     Why a cache: a plug-in waits for the hello before it shows anything, and importing torch was most of that
-    wait. The answer only changes when the engine's code or the installed packages change, so it is kept in the
-    user's cache folder under a key made of the engine's version, this Python, and the modification times of the
-    engine's sources and of every folder on sys.path (pip installing or removing a package touches its folder).
+    wait. The answer only changes when the engine's code or the installed packages change, so it is kept under a
+    key made of the engine's version, this Python, and the modification times of the engine's sources and of every
+    folder on sys.path (pip installing or removing a package touches its folder). It lives in the engine's own
+    virtual environment, so removing that removes it too (else the user's cache folder; $LUCIDDREAM_CACHE wins).
     """
     import hashlib
     import json
@@ -53,7 +54,13 @@ def _model_info(cached: bool) -> Dict[str, Any]:
         except OSError:
             stamps.append(f"{folder}:-")
     key = hashlib.sha256("\n".join(map(str, stamps)).encode("utf-8")).hexdigest()[:20]
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "luciddream" / f"hello-{key}.json"
+    if os.environ.get("LUCIDDREAM_CACHE"):
+        folder = Path(os.environ["LUCIDDREAM_CACHE"])
+    elif sys.prefix != sys.base_prefix:  # a virtual environment: its own folder
+        folder = Path(sys.prefix) / "var" / "luciddream"
+    else:
+        folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "luciddream"
+    cache = folder / f"hello-{key}.json"
     if cached:
         try:
             return json.loads(cache.read_text(encoding="utf-8"))

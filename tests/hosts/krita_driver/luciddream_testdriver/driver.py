@@ -330,7 +330,8 @@ class DriverExtension(Extension):
                 "octaves": d.octaves_spin.value(), "octave_scale": round(d.detail_spin.value(), 3),
                 "tile": d.tile_spin.value(), "feather": d.feather_spin.value(), "seed": d.seed_spin.value(),
                 "visible": bool(d.source_combo.currentData()), "model": d.model_combo.currentData(),
-                "preset": d.preset_combo.currentData()}
+                "preset": d.preset_combo.currentData(), "look": d.look_combo.currentData(),
+                "instance": d.instance_spin.value(), "class_strength": round(d.class_strength_spin.value(), 3)}
 
     def persist_set(self):
         """Change every setting through the docker's own widgets, as a user would; Krita quits next."""
@@ -347,6 +348,9 @@ class DriverExtension(Extension):
         d.source_combo.setCurrentIndex(d.source_combo.findData(wanted["visible"]))
         d.model_combo.setCurrentIndex(d.model_combo.findData(wanted["model"]))
         d.preset_combo.setCurrentIndex(d.preset_combo.findData(wanted["preset"]))
+        d.look_combo.setCurrentIndex(d.look_combo.findData(wanted["look"]))
+        d.instance_spin.setValue(wanted["instance"])
+        d.class_strength_spin.setValue(wanted["class_strength"])
         self.report["persist_set"] = self.docker_values()
         self.report["session_settings"] = dataclasses.asdict(d.session.settings)
 
