@@ -216,7 +216,7 @@ def _run_offer(args: argparse.Namespace) -> int:
 
     from . import jobs
 
-    print(json.dumps(jobs._model_info(cached=False)["offer"], indent=1))  # and the worker's hello cache filled
+    print(json.dumps(jobs.model_info(cached=False)["offer"], indent=1))  # fills the worker's hello cache too
     return 0
 
 

@@ -23,15 +23,15 @@ _TEXT_SETTINGS = ("model", "device", "look")
 def engine_info(limits: P.Limits, heartbeat: float = 0.0, cached: bool = False) -> Dict[str, Any]:
     """The body of a hello reply: versions, what can be dreamed with, the largest image accepted, and how often a
     running job sends news at least (0: no promise). `cached`: the models and offer may come from the last
-    worker's answer on this installation (see _model_info), so the hello needs no torch."""
+    worker's answer on this installation (see model_info), so the hello needs no torch."""
     from . import __version__
 
     return {"protocol": P.PROTOCOL_VERSION, "engine": __version__, "pid": os.getpid(),
-            "python": ".".join(map(str, sys.version_info[:3])), **_model_info(cached),
+            "python": ".".join(map(str, sys.version_info[:3])), **model_info(cached),
             "max_pixels": limits.max_pixels, "heartbeat": heartbeat}
 
 
-def _model_info(cached: bool) -> Dict[str, Any]:
+def model_info(cached: bool = False) -> Dict[str, Any]:
     """default_model, models and offer: what needs the networks' modules, and so torch (about 1 s to import).
 
     Why a cache: a plug-in waits for the hello before it shows anything, and importing torch was most of that

@@ -94,7 +94,9 @@ class Runner:
                 self._renumber()
             else:
                 return
-        job.fail(P.CANCELLED, "Cancelled: the image was not changed.")
+        from .errors import Cancelled
+
+        job.fail(P.CANCELLED, str(Cancelled()))
 
     def _renumber(self) -> None:
         ahead = 1 if self._running is not None else 0
