@@ -54,3 +54,14 @@ def test_strength_zero_returns_the_input_and_a_bad_look_is_one_sentence():
         luciddream.dream(image, mask, "goldfish", look="blob")
     with pytest.raises(luciddream.DreamError, match="class strength must be between 0.0 and 1.0"):
         luciddream.dream(image, mask, "goldfish", class_strength=2.0)
+
+
+def test_a_negative_weight_keeps_the_class_away():
+    """`goldfish=-1` asks for less goldfish, never more: the judge's instance-scale goldfish probability falls."""
+    image, mask = _case()
+    out = luciddream.dream(image, mask, "goldfish=-1", **{**SETTINGS, "steps": 8})
+    index = find_class("goldfish")
+    judge = load_model("lite2", "cpu")
+    before = quality.instance_scores(judge, image[BOX], index, SETTINGS["instance"])
+    after = quality.instance_scores(judge, out[BOX], index, SETTINGS["instance"])
+    assert after["median"] <= before["median"], (before, after)

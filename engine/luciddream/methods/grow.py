@@ -115,6 +115,7 @@ class Octave:
     instance: float         # one instance's side at this scale, in pixels
     points: np.ndarray      # anchors (y, x, class slot)
     count: int              # windows a step
+    against: tuple = ()     # (index, weight < 0): classes every window pushes down, beside its own class
 
 
 def class_value(x: torch.Tensor, octave: Octave, nets: list, slots: list, balance: bool,
@@ -143,7 +144,9 @@ def class_value(x: torch.Tensor, octave: Octave, nets: list, slots: list, balanc
                 logits = logits.log_softmax(dim=1)
             for row, p in enumerate(group):
                 index, weight = slots[int(octave.points[p, 2])]
-                value = value + abs(weight) * logits[row, index]
+                value = value + weight * logits[row, index]
+                for other, other_weight in octave.against:
+                    value = value + other_weight * logits[row, other]
     return value
 
 
@@ -215,7 +218,10 @@ def dream(rgb: np.ndarray, selected: Optional[np.ndarray], net: DreamNet, target
     inside = torch.ones(1, 1, h, w, device=device) if selected is None else \
         torch.from_numpy((selected > 0).astype(np.float32))[None, None].to(device)
     classes = [(t.index, t.weight) for t in targets if t.kind == "class" and t.weight != 0]
+    # Windows are shared out among the classes to grow; a negative weight is a class to keep away, in every
+    # window (with no positive class at all, the slots themselves push down).
     slots = [c for c in classes if c[1] > 0] or classes
+    against = tuple(c for c in classes if c[1] < 0) if any(w > 0 for _, w in classes) else ()
     balance = len(classes) > 1
     steps = steps_per_octave("grow", settings)
     scales = octave_scales(float(settings.instance), net.spec.input_size, settings.octave_scale)
@@ -235,7 +241,7 @@ def dream(rgb: np.ndarray, selected: Optional[np.ndarray], net: DreamNet, target
             continue
         instance = settings.instance * k
         count = int(min(recipe.max_windows, max(2, math.ceil(recipe.coverage * area / instance ** 2))))
-        octave = Octave(base, sel, area, instance, anchors(sel, instance, len(slots), rng), count)
+        octave = Octave(base, sel, area, instance, anchors(sel, instance, len(slots), rng), count, against)
 
         def finished(step: int, number: int = number, size: tuple = size) -> None:
             """Step `step` (1-based) of this octave is done: report it."""
