@@ -6,9 +6,13 @@ type and one cancel sentence. No host API here, and no protocol import: the plug
 """
 from __future__ import annotations
 
+from .checkup import TINY_SETTINGS, TINY_TARGETS, failure_line, report_lines, tiny_image
 from .config import DROP_ENV, EngineConfig, config_from, read_config, worker_env
 from .errors import CANCELLED, UserError
 from .offer import LABELS, LOOK_LABELS, Offer, Preset, check_value, offer_from_config, offer_from_hello
+from .preview import (MAX_VARIATIONS, PREVIEW_SIDE, PreviewPlan, Supersede, look_of, plan_preview,
+                      preview_settings, variation_label, variation_seeds, variations, working_size)
+from .record import RECORD_KEY, RECORD_VERSION, Record, again, layer_name, make_record, new_seed, parse_record
 from .region import Plan, Rect, check_mask, plan_region, selected_fraction
 from .samples import SAMPLE_BYTES, pixel_bytes
 from .targets import split_targets
@@ -17,4 +21,9 @@ __all__ = [
     "CANCELLED", "DROP_ENV", "LABELS", "LOOK_LABELS", "SAMPLE_BYTES", "EngineConfig", "Offer", "Plan", "Preset", "Rect",
     "UserError", "check_mask", "check_value", "config_from", "offer_from_config", "offer_from_hello",
     "pixel_bytes", "plan_region", "read_config", "selected_fraction", "split_targets", "worker_env",
+    # the artist's loop: records, previews, variations, the engine test
+    "MAX_VARIATIONS", "PREVIEW_SIDE", "RECORD_KEY", "RECORD_VERSION", "TINY_SETTINGS", "TINY_TARGETS",
+    "PreviewPlan", "Record", "Supersede", "again", "failure_line", "layer_name", "look_of", "make_record",
+    "new_seed", "parse_record", "plan_preview", "preview_settings", "report_lines", "tiny_image",
+    "variation_label", "variation_seeds", "variations", "working_size",
 ]

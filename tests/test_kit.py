@@ -270,3 +270,104 @@ def test_kit_runs_on_python_3_8(tmp_path: Path) -> None:
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["79", "layer:block10,", "goldfish"]   # 10 + 5 + 64 from the left edge
+
+
+# --------------------------------------------------------------------------------------------- the artist's loop
+
+def test_record_round_trip_keeps_every_setting_and_unknown_keys() -> None:
+    settings = {"model": "lite0", "octaves": 3, "octave_scale": 1.4, "steps": 0, "step_size": 1.5, "tile": 0,
+                "look": "grow", "instance": 224, "class_strength": 0.7, "device": "auto", "seed": 99}
+    record = kit.make_record("goldfish, peacock=0.5", settings, 12, "0.1.0", source="photo")
+    assert record.targets == (("goldfish", 1.0), ("peacock", 0.5)) and record.seed == 12
+    assert "seed" not in record.settings and record.engine_settings()["seed"] == 12
+    text = record.to_json()
+    assert json.loads(text)["version"] == kit.RECORD_VERSION
+    back = kit.parse_record(text.encode("utf-8"))
+    assert back == record and back.target_text == "goldfish, peacock=0.5"
+    newer = json.loads(text)
+    newer["painted_by"] = "a newer plug-in"
+    kept = kit.parse_record(json.dumps(newer))
+    assert json.loads(kept.to_json())["painted_by"] == "a newer plug-in"
+
+
+@pytest.mark.parametrize("text,words", [
+    (None, "holds no Lucid Dream settings"), ("", "holds no Lucid Dream settings"),
+    ("{not json", "not JSON"), ('{"targets": []}', "no version"), (b"\xff\xfe", "not UTF-8"),
+    ('{"version": 99, "seed": 1}', "update the plug-in"), ('{"version": 1}', "damaged"),
+    ('{"version": 1, "seed": -3}', "damaged"), ('{"version": "1", "seed": 3}', "damaged"),
+])
+def test_record_parse_errors_are_one_sentence(text, words: str) -> None:
+    with pytest.raises(UserError) as info:
+        kit.parse_record(text, 'the layer "dream"')
+    message = str(info.value)
+    assert words in message and "\n" not in message and message.endswith("."), message
+
+
+def test_again_keeps_or_changes_only_the_seed() -> None:
+    import random
+    record = kit.make_record("layer:block10", {"octaves": 2, "step_size": 3.0}, 7, "0.1.0", preset="classic")
+    assert kit.again(record) == record
+    fresh = kit.again(record, new=True, rng=random.Random(7))
+    assert fresh.seed != 7 and fresh.settings == record.settings and fresh.targets == record.targets
+    assert 0 <= fresh.seed <= 2 ** 31 - 1
+
+
+def test_layer_names_say_what_and_what_differs() -> None:
+    grow = kit.make_record("goldfish", {"look": "grow"}, 12)
+    assert kit.layer_name("photo", grow) == "photo (dream: goldfish, grow, seed 12)"
+    classic = kit.make_record("layer:block10", {"look": "grow"}, 3, preset="classic")
+    assert kit.layer_name("photo", classic) == "photo (dream: classic, seed 3)"
+    assert kit.layer_name("photo", kit.make_record(None, {}, 1)) == "photo (dream: classic, seed 1)"
+    mixed = kit.make_record("classic-ish=0.5, layer:block6", {}, 1)
+    assert "classic-ish 0.5 + layer:block6" in kit.layer_name("p", mixed)
+    names = [kit.layer_name("photo", r, kit.variation_label(r, i, 3))
+             for i, r in enumerate(kit.variations(grow, 3))]
+    assert names == ["photo (dream: goldfish, grow, seed 12, 1/3)", "photo (dream: goldfish, grow, seed 13, 2/3)",
+                     "photo (dream: goldfish, grow, seed 14, 3/3)"]
+    assert len(kit.layer_name("photo", kit.make_record(", ".join(["goldfish"] * 30), {}, 1))) < 80
+
+
+def test_variation_seeds_wrap_inside_what_hosts_hold() -> None:
+    assert kit.variation_seeds(5, 3) == [5, 6, 7]
+    assert kit.variation_seeds(2 ** 31 - 2, 3) == [2 ** 31 - 2, 2 ** 31 - 1, 0]
+    assert kit.variation_seeds(1, 0) == []
+
+
+def test_preview_is_small_quick_and_keeps_the_look() -> None:
+    settings = {"model": "lite0", "octaves": 4, "steps": 0, "step_size": 1.5, "tile": 640, "seed": 4,
+                "look": "grow", "instance": 224, "class_strength": 0.7}
+    layer = kit.plan_preview(640, 640, settings, "layer:block10")
+    assert (layer.width, layer.height) == (kit.PREVIEW_SIDE, kit.PREVIEW_SIDE) and layer.scale == 0.3
+    assert layer.settings["octaves"] == 2 and layer.settings["steps"] == 6 and layer.settings["tile"] == 0
+    assert layer.settings["seed"] == 4 and layer.settings["step_size"] == 1.5 and layer.settings["model"] == "lite0"
+    grow = kit.plan_preview(640, 320, settings, "goldfish")
+    assert (grow.width, grow.height) == (192, 96) and grow.settings["octaves"] == 1
+    assert grow.settings["steps"] == 12
+    assert 192 * 224 / grow.settings["instance"] <= 256          # the class look's working picture stays small
+    few = kit.plan_preview(100, 50, dict(settings, steps=3, octaves=1), None)
+    assert (few.width, few.height, few.scale) == (100, 50, 1.0)          # never enlarged
+    assert few.settings["steps"] == 3 and few.settings["octaves"] == 1  # never more than the user asked
+    assert kit.look_of("goldfish; peacock=0.5", {"look": "object"}) == "object"
+    assert kit.look_of("", {"look": "object"}) == "layer"
+
+
+def test_supersede_cancels_older_previews() -> None:
+    s = kit.Supersede()
+    first = s.start("job1")
+    assert s.current(first) and s.stale_jobs() == []
+    second = s.start("job2")
+    assert not s.current(first) and s.current(second)
+    assert s.stale_jobs() == ["job1"] and s.stale_jobs() == []
+    s.finish(second)
+    assert s.stale_jobs() == []
+
+
+def test_checkup_lines() -> None:
+    pixels, w, h, channels, sample = kit.tiny_image()
+    assert len(pixels) == w * h * channels and sample == "u8"
+    info = {"engine": "0.1.0", "protocol": 1, "python": "3.11.7", "models": ["lite0", "lite1"], "device": "cpu"}
+    lines = kit.report_lines(info, 0.734)
+    assert lines[1] == "Device: cpu" and lines[2] == "Models: lite0, lite1" and "0.73 s" in lines[3]
+    assert "install.py" in kit.report_lines({**info, "models": []}, 1.0)[-1]
+    assert kit.failure_line("The engine's Python /x is missing:\n run install.py.") == (
+        "Engine test failed: The engine's Python /x is missing: run install.py.")
