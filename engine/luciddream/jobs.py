@@ -70,7 +70,7 @@ def model_info(cached: bool = False) -> Dict[str, Any]:
     from .nets import DEFAULT_MODEL, SPECS
 
     info = {"default_model": DEFAULT_MODEL, "models": [name for name, spec in SPECS.items() if spec.available()],
-            "offer": offer.describe()}
+            "offer": offer.describe(), "device": auto_device_name()}
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         partial = cache.with_suffix(f".{os.getpid()}.tmp")
@@ -79,6 +79,18 @@ def model_info(cached: bool = False) -> Dict[str, Any]:
     except OSError:  # a read-only home: the hello is just slower
         pass
     return info
+
+
+def auto_device_name() -> str:
+    """What device "auto" computes on, as a person reads it: "cpu", "mps" or the GPU's name ("Test engine")."""
+    import torch
+
+    from .nets import resolve_device
+
+    device = resolve_device("auto")
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
 
 
 def warm_up() -> None:
@@ -138,6 +150,19 @@ def dream_settings(req: P.JobRequest) -> Dict[str, Any]:
     return settings
 
 
+def decode_guide(req: P.JobRequest, payload: Any) -> Optional[Any]:
+    """The guide picture after the image and the mask, as a height×width×channels array (None without one)."""
+    import numpy as np
+
+    g = req.guide
+    if not g:
+        return None
+    wire = np.dtype(_DTYPES[g["sample"]])
+    guide = np.frombuffer(payload, dtype=wire, count=g["width"] * g["height"] * g["channels"],
+                          offset=req.image_bytes + req.mask_bytes).reshape(g["height"], g["width"], g["channels"])
+    return guide.astype(wire.newbyteorder("="), copy=False)
+
+
 def decode_payload(req: P.JobRequest, payload: Any) -> Tuple[Any, Optional[Any]]:
     """(image, mask) as arrays over the payload's bytes: height×width×channels samples and height×width bytes."""
     import numpy as np
@@ -169,7 +194,8 @@ def run_job(req: P.JobRequest, payload: Any, cancel: threading.Event,
     threads.configure()  # the physical cores, less one for the editor when a plug-in spawned us (threads.py)
     settings = dream_settings(req)
     image, mask = decode_payload(req, payload)
-    out = dream(image, mask, req.targets or None, progress=progress, cancel=cancel, **settings)
+    out = dream(image, mask, req.targets or None, progress=progress, cancel=cancel, guide=decode_guide(req, payload),
+                **settings)
     return encode_pixels(req, out)
 
 

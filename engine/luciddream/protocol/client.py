@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import sys
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from .errors import TIMEOUT, UNSUPPORTED_VERSION, WorkerError
 from .framing import DEFAULT_LIMITS, PROTOCOL_VERSION, Limits
@@ -78,19 +78,23 @@ class Client:
         return reply
 
     def dream(self, pixels: Any, width: int, height: int, channels: int, sample_type: str, mask: Any = None,
-              targets: Optional[str] = "", settings: Optional[Dict[str, Any]] = None) -> Job:
+              targets: Optional[str] = "", settings: Optional[Dict[str, Any]] = None,
+              guide: Optional[Tuple[Any, int, int, int, str]] = None) -> Job:
         """Start a dream and return its Job at once.
 
         `pixels`: width*height*channels samples, row by row, interleaved (gray, gray+alpha, RGB, RGBA); `u16` and
         `f32` in the machine's byte order. `mask`: one byte per pixel (0 keeps, 255 dreams) or None for all.
         `targets`: e.g. "goldfish, layer:block6=0.5" ("" for the model's classic look). `settings`: model, octaves,
-        octave_scale, steps, step_size, tile, seed, device, feather.
+        octave_scale, steps, step_size, tile, seed, device, feather. `guide`: (pixels, width, height, channels,
+        sample) of a picture to dream toward (any size; an engine from before guides refuses the field).
         """
         if not self._greeted:
             self.hello()
         req = make_request(str(next(self._ids)), pixels, width, height, channels, sample_type, mask, targets,
-                           settings, self._t.limits)
+                           settings, self._t.limits, guide)
         parts = [_to_little(pixels, sample_type)] + ([mask] if mask is not None else [])
+        if guide is not None:
+            parts.append(_to_little(guide[0], guide[4]))
         return self._t.start(req, parts)
 
     def close(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 from .errors import BAD_REQUEST, TOO_LARGE, WorkerError
 from .framing import _ID_MAX, DEFAULT_LIMITS, MAX_CHANNELS, SAMPLE_BYTES, Limits, valid_id
@@ -61,7 +61,8 @@ def _show(value: Any) -> str:
 
 @dataclass(frozen=True)
 class JobRequest:
-    """What a "dream" message asks for. The payload is width*height*channels samples, then width*height mask bytes."""
+    """What a "dream" message asks for. The payload is width*height*channels samples, then width*height mask bytes,
+    then the guide's pixels when `guide` ({width, height, channels, sample}) is set: a picture to dream toward."""
 
     id: Union[str, int]
     width: int
@@ -71,6 +72,7 @@ class JobRequest:
     mask: bool = False
     targets: Optional[str] = None
     settings: Optional[Dict[str, Any]] = None
+    guide: Optional[Dict[str, Any]] = None
 
     @property
     def image_bytes(self) -> int:
@@ -81,18 +83,26 @@ class JobRequest:
         return self.width * self.height if self.mask else 0
 
     @property
+    def guide_bytes(self) -> int:
+        g = self.guide
+        return g["width"] * g["height"] * g["channels"] * SAMPLE_BYTES[g["sample"]] if g else 0
+
+    @property
     def payload_bytes(self) -> int:
-        return self.image_bytes + self.mask_bytes
+        return self.image_bytes + self.mask_bytes + self.guide_bytes
 
     def header(self) -> Dict[str, Any]:
-        return {"kind": DREAM, "id": self.id, "width": self.width, "height": self.height,
-                "channels": self.channels, "sample": self.sample, "mask": self.mask, "targets": self.targets,
-                "settings": dict(self.settings or {})}
+        header = {"kind": DREAM, "id": self.id, "width": self.width, "height": self.height,
+                  "channels": self.channels, "sample": self.sample, "mask": self.mask, "targets": self.targets,
+                  "settings": dict(self.settings or {})}
+        if self.guide:   # only then: an engine from before guides still accepts every other request
+            header["guide"] = dict(self.guide)
+        return header
 
     @classmethod
     def from_header(cls, header: Dict[str, Any], limits: Limits) -> "JobRequest":
         """Check every field of a dream header and say which one is wrong and how."""
-        _fields(header, ("id", "width", "height", "channels", "sample"), ("mask", "targets", "settings"))
+        _fields(header, ("id", "width", "height", "channels", "sample"), ("mask", "targets", "settings", "guide"))
         width = _whole(header, "width", 1, limits.max_side, size=True)
         height = _whole(header, "height", 1, limits.max_side, size=True)
         if width * height > limits.max_pixels:
@@ -120,7 +130,33 @@ class JobRequest:
             if value is not None and not isinstance(value, (str, int, float, bool)):
                 raise WorkerError(BAD_REQUEST, f'The setting "{key}" must be a number or a string, not '
                                                f"{_show(value)}.")
-        return cls(header["id"], width, height, channels, sample, mask, targets, dict(settings))
+        guide = header.get("guide")
+        if guide is not None:
+            guide = _guide(guide, limits)
+        return cls(header["id"], width, height, channels, sample, mask, targets, dict(settings), guide)
+
+
+def _guide(guide: Any, limits: Limits) -> Dict[str, Any]:
+    """The guide picture's layout ({width, height, channels, sample}), checked like the image's."""
+    if not isinstance(guide, dict):
+        raise WorkerError(BAD_REQUEST, f'"guide" must be an object {{width, height, channels, sample}}, not '
+                                       f"{_show(guide)}.")
+    unknown = sorted(str(k) for k in guide if k not in ("width", "height", "channels", "sample"))
+    missing = [k for k in ("width", "height", "channels", "sample") if k not in guide]
+    if unknown or missing:
+        wrong = f"unknown {', '.join(unknown)}" if unknown else f"missing {', '.join(missing)}"
+        raise WorkerError(BAD_REQUEST, f'"guide" needs exactly width, height, channels and sample; {wrong}.')
+    width = _whole(guide, "width", 1, limits.max_side, size=True)
+    height = _whole(guide, "height", 1, limits.max_side, size=True)
+    if width * height > limits.max_pixels:
+        raise WorkerError(TOO_LARGE, f"The guide is {width}×{height} pixels, more than the {limits.max_pixels:,} "
+                                     f"this engine accepts: use a smaller guide picture.")
+    channels = _whole(guide, "channels", 1, MAX_CHANNELS)
+    sample = guide["sample"]
+    if not isinstance(sample, str) or sample not in SAMPLE_BYTES:
+        raise WorkerError(BAD_REQUEST, f'The guide\'s "sample" must be one of {", ".join(SAMPLE_BYTES)}, not '
+                                       f"{_show(sample)}.")
+    return {"width": width, "height": height, "channels": channels, "sample": sample}
 
 
 def check_request(header: Dict[str, Any], payload_len: int, limits: Limits) -> None:
@@ -157,11 +193,15 @@ def check_reply(header: Dict[str, Any], payload_len: int, limits: Limits) -> Non
 
 def make_request(job_id: Union[str, int], pixels: Any, width: int, height: int, channels: int, sample_type: str,
                  mask: Any = None, targets: Optional[str] = "", settings: Optional[Dict[str, Any]] = None,
-                 limits: Limits = DEFAULT_LIMITS) -> JobRequest:
-    """Check a job on the plug-in's side, so a wrong buffer size is reported before anything is sent."""
+                 limits: Limits = DEFAULT_LIMITS, guide: Optional[Tuple[Any, int, int, int, str]] = None
+                 ) -> JobRequest:
+    """Check a job on the plug-in's side, so a wrong buffer size is reported before anything is sent. `guide`:
+    (pixels, width, height, channels, sample) of a picture to dream toward, or None."""
     header = {"kind": DREAM, "id": job_id, "width": width, "height": height, "channels": channels,
               "sample": sample_type, "mask": mask is not None, "targets": targets or None,
               "settings": dict(settings or {})}
+    if guide is not None:
+        header["guide"] = {"width": guide[1], "height": guide[2], "channels": guide[3], "sample": guide[4]}
     req = JobRequest.from_header(header, limits)
     got = memoryview(pixels).nbytes
     if got != req.image_bytes:
@@ -170,4 +210,7 @@ def make_request(job_id: Union[str, int], pixels: Any, width: int, height: int, 
     if mask is not None and memoryview(mask).nbytes != req.mask_bytes:
         raise WorkerError(BAD_REQUEST, f"The mask must have one byte per pixel ({req.mask_bytes} bytes), but "
                                        f"{memoryview(mask).nbytes} were given.")
+    if guide is not None and memoryview(guide[0]).nbytes != req.guide_bytes:
+        raise WorkerError(BAD_REQUEST, f"A {guide[1]}×{guide[2]} guide with {guide[3]} {guide[4]} channel(s) needs "
+                                       f"{req.guide_bytes} bytes, but {memoryview(guide[0]).nbytes} were given.")
     return req
