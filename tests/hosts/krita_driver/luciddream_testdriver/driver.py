@@ -94,9 +94,21 @@ class DriverExtension(Extension):
             if step() != "wait":
                 QTimer.singleShot(0, self.next)
         except Exception:
-            self.report["error"] = traceback.format_exc()
-            self.log(self.report["error"])
-            self.quit()
+            self.failed()
+
+    def failed(self):
+        self.report["error"] = traceback.format_exc()
+        self.log(self.report["error"])
+        self.quit()
+
+    def later(self, call, *args, ms=0):
+        """`call(*args)` from the event loop, after this handler returns; an exception ends the run as in next()."""
+        def run():
+            try:
+                call(*args)
+            except Exception:
+                self.failed()
+        QTimer.singleShot(ms, run)
 
     def _watchdog(self):
         if not self.finished_quit:
@@ -137,7 +149,13 @@ class DriverExtension(Extension):
         with open(os.path.join(self.out, name), "wb") as f:
             f.write(bytes(data))
 
-    def new_document(self, model="RGBA", depth="U8", select=True):
+    def new_document(self, then, model="RGBA", depth="U8", select=True):
+        """A new document shown in a view of the window with its layer active, then `then(doc, layer)`.
+
+        In two parts with the event loop between, as a user's File › New and later click are: Krita 5.2's
+        KisApplication::notify holds back its synchronized-connection events while any handler runs, so the
+        layer shapes of a document made in this same handler do not exist yet and setActiveNode finds none
+        (SAFE ASSERT "shape", no active layer) until the handler returns."""
         app = Krita.instance()
         w, h = self.spec["width"], self.spec["height"]
         app.setBatchmode(True)   # exportImage must not open its options dialog
@@ -146,26 +164,31 @@ class DriverExtension(Extension):
         layer = doc.topLevelNodes()[0]
         if (model, depth) == ("RGBA", "U8"):
             layer.setPixelData(pattern(w, h), 0, 0, w, h)
-        view = self.window.addView(doc)
-        self.window.showView(view)   # Krita 5.2+: a view added is not the active one until shown
-        app.setActiveDocument(doc) if hasattr(app, "setActiveDocument") else None
-        # Krita 5.2 and later switch the window's view manager to a new view a moment later, through events, and
-        # ignore setActiveNode for a document that is not yet the manager's: a dream started at once would find no
-        # layer (which a user, clicking, never meets). So ask again until Krita reports it, bounded.
-        deadline = time.time() + 5
-        doc.setActiveNode(layer)
-        while time.time() < deadline and not self._is_active(app, doc, layer):
-            QApplication.processEvents()
-            time.sleep(0.05)
-            doc.setActiveNode(layer)
-        self.report.setdefault("activation", []).append(self._is_active(app, doc, layer))
         if select:
             sel = Selection()
             sel.select(*self.spec["selection"], 255)
             doc.setSelection(sel)
+        self.later(self._show_document, doc, layer, then)
+
+    def _show_document(self, doc, layer, then):
+        app = Krita.instance()
+        view = self.window.addView(doc)
+        self.window.showView(view)   # Krita 5.2+: a view added is not the active one until shown
+        app.setActiveDocument(doc) if hasattr(app, "setActiveDocument") else None
+        # Krita 5.2 and later switch the window's view manager to the new view a moment later, through events:
+        # ask from the event loop until Krita reports the layer active, bounded.
+        self._activate(doc, layer, then, time.time() + 5)
+
+    def _activate(self, doc, layer, then, deadline):
+        app = Krita.instance()
+        if not self._is_active(app, doc, layer) and time.time() < deadline:
+            doc.setActiveNode(layer)
+            self.later(self._activate, doc, layer, then, deadline, ms=50)
+            return
+        self.report.setdefault("activation", []).append(self._is_active(app, doc, layer))
         doc.refreshProjection()
         doc.waitForDone()
-        return doc, layer
+        then(doc, layer)
 
     @staticmethod
     def _is_active(app, doc, layer):
@@ -217,15 +240,22 @@ class DriverExtension(Extension):
         self.docker.raise_()
 
     def scenario_refused(self):
-        doc, layer = self.new_document("CMYKA", "U8")
+        self.new_document(self._refused_ready, "CMYKA", "U8")
+        return "wait"
+
+    def _refused_ready(self, doc, layer):
         before = self.state(doc)
         started = self.docker.dream()
         self.report["refused"] = {"started": started, "status": self.docker.status_label.text(),
                                   "unchanged": self.state(doc) == before}
         doc.setModified(False)
+        self.later(self.next)
 
     def scenario_cancel(self):
-        doc, layer = self.new_document()
+        self.new_document(self._cancel_ready)
+        return "wait"
+
+    def _cancel_ready(self, doc, layer):
         self.cancel_doc = doc
         self.cancel_before = self.state(doc)
         self.set_settings(self.spec["cancel"])
@@ -235,14 +265,14 @@ class DriverExtension(Extension):
         self.cancel_events = []
         session = self.docker.session
         session.progress_changed.connect(self._cancel_progress)
-        session.finished.connect(self._cancel_finished)
         self.cancel_t0 = time.time()
+        # finished is connected only once the dream runs: a refusal emits it at once, inside dream()
         if not self.docker.dream():
             self.report["cancel"] = {"started": False, "status": self.docker.status_label.text()}
-            session.finished.disconnect(self._cancel_finished)
             session.progress_changed.disconnect(self._cancel_progress)
-            return None
-        return "wait"
+            self.later(self.next)
+            return
+        session.finished.connect(self._cancel_finished)
 
     def _cancel_progress(self, fraction):
         self.cancel_events.append([round(time.time() - self.cancel_t0, 2), fraction,
@@ -266,7 +296,10 @@ class DriverExtension(Extension):
         QTimer.singleShot(0, self.next)
 
     def scenario_dream(self):
-        doc, layer = self.new_document()
+        self.new_document(self._dream_ready)
+        return "wait"
+
+    def _dream_ready(self, doc, layer):
         self.dream_doc, self.dream_layer = doc, layer
         w, h = doc.width(), doc.height()
         self.dump("before_layer.bin", layer.pixelData(0, 0, w, h))
@@ -289,7 +322,6 @@ class DriverExtension(Extension):
         self.log("dockers known to the plug-in: %d" % len(product.dockers()))
         Krita.instance().action("luciddream_dream_selection").trigger()   # the menu action
         self.log("action triggered; status: " + d.status_label.text())
-        return "wait"
 
     def _dream_finished(self, outcome, message):
         self.docker.session.finished.disconnect(self._dream_finished)
@@ -308,10 +340,20 @@ class DriverExtension(Extension):
         self.report["dream"] = {
             "outcome": outcome, "message": message, "seconds": round(time.time() - self.dream_t0, 2),
             "layers": [[n.name(), n.type()] for n in nodes], "new_layers": [n.name() for n in new],
-            "active": doc.activeNode().name() if doc.activeNode() is not None else None,
             "exported": bool(exported), "saved": bool(saved), "status": self.docker.status_label.text(),
             "size": [w, h], "selection": self.spec["selection"]}
-        QTimer.singleShot(0, self.next)
+        self.later(self._dream_active, doc, new[0].name() if new else None, time.time() + 3)
+
+    def _dream_active(self, doc, wanted, deadline):
+        """The active layer as the user sees it once the event loop ran (Krita 5.2 shows a layer added during a
+        handler only afterwards), waiting a moment for the dream layer."""
+        node = doc.activeNode()
+        active = node.name() if node is not None else None
+        if active != wanted and time.time() < deadline:
+            self.later(self._dream_active, doc, wanted, deadline, ms=50)
+            return
+        self.report["dream"]["active"] = active
+        self.next()
 
     def screenshot(self):
         self.docker.show()
