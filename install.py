@@ -522,10 +522,32 @@ def engine_version(python: Path) -> Optional[str]:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+def engine_requirements(extras: Optional[str]) -> List[str]:
+    """The distribution names pyproject.toml's dependencies (and the named extras) list, without versions."""
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    block = re.search(r"^dependencies = \[(.*?)^\]", text, re.S | re.M)
+    specs = re.findall(r'"([^"]+)"', block.group(1)) if block else []
+    for extra in (extras or "").split(","):
+        line = re.search(rf"^{re.escape(extra.strip())} = \[(.*)\]", text, re.M) if extra.strip() else None
+        specs += re.findall(r'"([^"]+)"', line.group(1)) if line else []
+    return [re.match(r"[A-Za-z0-9._-]+", spec).group(0) for spec in specs if re.match(r"[A-Za-z0-9._-]+", spec)]
+
+
+def requirements_missing(python: Path, names: List[str]) -> bool:
+    """Does the venv lack one of `names`? (a new dependency since it was installed: the version alone would not say)"""
+    code = ("import importlib.metadata as m, sys\nfor n in sys.argv[1:]:\n    try:\n        m.version(n)\n"
+            "    except m.PackageNotFoundError:\n        sys.exit(1)")
+    try:
+        return subprocess.run([str(python), "-c", code, *names], capture_output=True, timeout=120).returncode != 0
+    except (OSError, subprocess.SubprocessError):
+        return True
+
+
 def install_engine(venv: Path, args: argparse.Namespace, manifest: Manifest, report: Report) -> None:
     python = venv_python(venv)
     extras = f"[{args.extras}]" if args.extras else ""
-    if python.exists() and engine_version(python) == project_version() and not args.torch:
+    if (python.exists() and engine_version(python) == project_version() and not args.torch
+            and not requirements_missing(python, engine_requirements(args.extras))):
         report.same(f"engine: up to date in {venv}")
         return
     report.did(f"install the engine into {venv}")
