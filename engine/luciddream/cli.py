@@ -102,6 +102,19 @@ def build_parser() -> argparse.ArgumentParser:
     ly = sub.add_parser("layers", help="list a model's dreamable layers")
     ly.add_argument("--model", default=nets.DEFAULT_MODEL)
     sub.add_parser("models", help="list the models")
+    lk = sub.add_parser("looks", help="show what each layer and channel dreams (a contact sheet) and list targets",
+                        description="Draw (once; then from the cache) the look atlas: each layer's classic look "
+                                    "and its most characteristic channels, labelled with the ImageNet classes the "
+                                    "network sees in them, and list them as targets.")
+    lk.add_argument("--model", default=nets.DEFAULT_MODEL)
+    lk.add_argument("--weights", metavar="PATH", help="weights file for the model instead of its own")
+    lk.add_argument("--layer", action="append", metavar="L",
+                    help="layer (block6) or chosen channels (block6:3,17), repeatable; default every layer")
+    lk.add_argument("--channels", type=int, default=None, metavar="N",
+                    help="channels per layer, the most characteristic first (default 8)")
+    lk.add_argument("--search", metavar="WORD", help="only channels labelled with this word (dog, feathers, eye)")
+    lk.add_argument("-o", "--output", metavar="SHEET.png", help="write a labelled contact sheet")
+    lk.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     sub.add_parser("offer", help="print the presets, ranges, defaults and models a plug-in offers (JSON)")
     worker.add_command(sub)
     server.add_command(sub)
@@ -211,6 +224,55 @@ def _run_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_looks(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from tqdm import tqdm
+
+    from . import atlas, files, threads
+
+    threads.configure()
+    if args.output:
+        files.check_output(args.output)
+    bar = tqdm(total=1000, file=sys.stderr, disable=args.quiet, delay=0.5, leave=False, unit="‰",
+               bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")
+
+    def progress(fraction: float, message: str) -> None:
+        bar.set_description_str(message, refresh=False)
+        bar.update(max(0, round(fraction * 1000) - bar.n))
+
+    try:
+        found = atlas.build(args.model, args.layer, args.channels, progress=progress,
+                            note=lambda line: tqdm.write(f"{PROG}: {line}", file=sys.stderr), weights=args.weights)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"{PROG}: interrupted; the looks finished so far stay cached.", file=sys.stderr)
+        return 130
+    bar.close()
+    if args.search:
+        hits = {(c.layer, c.channel) for c in atlas.search(found, args.search)}
+        if not hits:
+            print(f'{PROG}: no channel of these layers is labelled "{args.search}" (try a class name, or more '
+                  f"layers or --channels).", file=sys.stderr)
+            return 1
+        found.layers = [replace(layer, channels=tuple(c for c in layer.channels if (c.layer, c.channel) in hits))
+                        for layer in found.layers if any(c.layer == layer.layer for c in layer.channels
+                                                         if (c.layer, c.channel) in hits)]
+    for layer in found.layers:
+        print(f"{layer.target:22s} classic look of {layer.channels_total} channels")
+        for c in layer.channels:
+            print(f"{c.target:22s} {', '.join(f'{name} {p:.0%}' for name, p in c.classes[:3])}")
+    if args.output:
+        atlas.contact_sheet(found, args.output, title=f"{found.model}: classic look and most characteristic "
+                                                      f"channels per layer" + (f', "{args.search}"' if args.search
+                                                                               else ""))
+        print(f"wrote {args.output}", file=sys.stderr)
+    if not args.quiet:
+        print(f"{found.drawn} pictures drawn, {found.reused} from the cache ({found.folder}), "
+              f"{found.seconds:.1f} s", file=sys.stderr)
+    return 0
+
+
 def _run_offer(args: argparse.Namespace) -> int:
     import json
 
@@ -221,7 +283,7 @@ def _run_offer(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"dream": _run_dream, "classes": _run_classes, "layers": _run_layers, "models": _run_models,
-            "offer": _run_offer, "worker": worker.run, "serve": server.run}
+            "looks": _run_looks, "offer": _run_offer, "worker": worker.run, "serve": server.run}
 
 
 def _terminated(signum: int, frame: object) -> None:

@@ -12,6 +12,7 @@ import sys
 import threading
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from . import protocol as P
@@ -42,7 +43,6 @@ def model_info(cached: bool = False) -> Dict[str, Any]:
     """
     import hashlib
     import json
-    from pathlib import Path
 
     here = Path(__file__).resolve().parent
     stamps = [__file__, sys.executable, sys.version]
@@ -54,13 +54,7 @@ def model_info(cached: bool = False) -> Dict[str, Any]:
         except OSError:
             stamps.append(f"{folder}:-")
     key = hashlib.sha256("\n".join(map(str, stamps)).encode("utf-8")).hexdigest()[:20]
-    if os.environ.get("LUCIDDREAM_CACHE"):
-        folder = Path(os.environ["LUCIDDREAM_CACHE"])
-    elif sys.prefix != sys.base_prefix:  # a virtual environment: its own folder
-        folder = Path(sys.prefix) / "var" / "luciddream"
-    else:
-        folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "luciddream"
-    cache = folder / f"hello-{key}.json"
+    cache = cache_folder() / f"hello-{key}.json"
     if cached:
         try:
             return json.loads(cache.read_text(encoding="utf-8"))
@@ -79,6 +73,16 @@ def model_info(cached: bool = False) -> Dict[str, Any]:
     except OSError:  # a read-only home: the hello is just slower
         pass
     return info
+
+
+def cache_folder() -> Path:
+    """Where the engine keeps what it can compute again (the hello cache, the look atlas): $LUCIDDREAM_CACHE, else
+    the engine's own virtual environment (removing it removes them), else the user's cache folder."""
+    if os.environ.get("LUCIDDREAM_CACHE"):
+        return Path(os.environ["LUCIDDREAM_CACHE"])
+    if sys.prefix != sys.base_prefix:  # a virtual environment: its own folder
+        return Path(sys.prefix) / "var" / "luciddream"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "luciddream"
 
 
 def auto_device_name() -> str:

@@ -1,0 +1,136 @@
+"""The look atlas (engine/luciddream/atlas.py): a tiny slice built, cached, reused, rebuilt when damaged; search;
+the sentences for an unknown layer or channel and for a model without weights; `luciddream looks`."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from luciddream import atlas, cli
+from luciddream.errors import Cancelled, DreamError
+from luciddream.nets import googlenet, zoo
+
+# A slice small enough for a test: one early layer, two channels, a few steps (the real recipe is atlas.RECIPE).
+TINY = atlas.Recipe(side=48, steps=4, label_views=1, thumb_side=64, thumb_octaves=1, thumb_steps=2, channels=2)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LUCIDDREAM_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_a_slice_is_built_cached_and_reused_without_recomputation(cache, monkeypatch):
+    said: list[str] = []
+    progress: list[float] = []
+    first = atlas.build("lite0", ["block1"], recipe=TINY, note=said.append, progress=lambda f, m: progress.append(f))
+    assert first.drawn == 3 and first.reused == 0 and not said
+    assert progress and progress[-1] == 1.0 and progress == sorted(progress)
+    layer = first.layers[0]
+    assert layer.layer == "block1" and layer.channels_total == 24 and sorted(layer.ranking) == list(range(24))
+    assert [c.channel for c in layer.channels] == list(layer.ranking[:2])
+    assert str(first.folder).startswith(str(cache)) and "lite0-" in first.folder.name
+    pictures = [layer.thumbnail, *(c.picture for c in layer.channels)]
+    for path in pictures:
+        with Image.open(path) as im:
+            assert im.size in ((64, 64), (48, 48))
+    a, b = (np.asarray(Image.open(c.picture), dtype=np.float32) for c in layer.channels)
+    assert np.abs(a - b).mean() > 5, "two channels drew the same picture"
+    for c in layer.channels:
+        assert len(c.classes) == TINY.classes and all(0 < p <= 1 for _, p in c.classes)
+        assert c.target == f"layer:block1:{c.channel}"
+    stamps = [p.stat().st_mtime_ns for p in pictures]
+
+    def no_drawing(*args, **kwargs):
+        raise AssertionError("the cached atlas was drawn again")
+
+    monkeypatch.setattr(atlas, "_visualise", no_drawing)
+    monkeypatch.setattr(atlas, "_thumbnail", no_drawing)
+    again = atlas.build("lite0", ["block1"], recipe=TINY, note=said.append)
+    assert again.drawn == 0 and again.reused == 3 and not said
+    assert again.layers[0].channels == layer.channels
+    assert [p.stat().st_mtime_ns for p in pictures] == stamps
+
+
+def test_a_damaged_cache_file_is_drawn_again_and_said_in_one_line(cache):
+    first = atlas.build("lite0", ["block1"], recipe=TINY)
+    broken = first.layers[0].channels[1].picture
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    said: list[str] = []
+    again = atlas.build("lite0", ["block1"], recipe=TINY, note=said.append)
+    assert again.drawn == 1 and again.reused == 2
+    assert len(said) == 1 and str(broken) in said[0] and "\n" not in said[0]
+    with Image.open(broken) as im:
+        im.load()
+    (first.folder / "block1.json").write_text("{ half a record", encoding="utf-8")
+    said.clear()
+    third = atlas.build("lite0", ["block1"], recipe=TINY, note=said.append)
+    assert len(said) == 1 and "block1.json" in said[0]
+    assert third.drawn == 2 and third.layers[0].channels[0].classes  # the channels again; the thumbnail was fine
+
+
+def test_cancel_keeps_what_is_finished(cache):
+    cancel = threading.Event()
+
+    def progress(fraction: float, message: str) -> None:
+        if "channels" in message:  # the thumbnail is done, the channels are being drawn
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        atlas.build("lite0", ["block1"], recipe=TINY, progress=progress, cancel=cancel)
+    again = atlas.build("lite0", ["block1"], recipe=TINY)
+    assert again.reused == 1 and again.drawn == 2
+
+
+def test_search_finds_a_channel_by_its_class_and_by_a_word(cache):
+    found = atlas.build("lite0", ["block1:3,5"], recipe=TINY)
+    assert [c.channel for c in found.layers[0].channels] == [3, 5]
+    look = found.layers[0].channels[0]
+    name = look.classes[0][0]
+    assert look in atlas.search(found, name)
+    assert atlas.search(found, "no such thing at all") == []
+    dog = atlas.ChannelLook("block9", 1, look.picture, (("Border Terrier", 0.4), ("wool", 0.1)))
+    bird = atlas.ChannelLook("block9", 2, look.picture, (("peafowl", 0.3), ("goldfish", 0.2)))
+    assert atlas.matches(dog, "dog") == pytest.approx(0.4) and atlas.matches(dog, "feathers") == 0
+    assert atlas.matches(bird, "feathers") == pytest.approx(0.3)
+    assert atlas.matches(bird, "scales") == pytest.approx(0.2)
+    assert atlas.matches(dog, "eye") > 0 and atlas.matches(bird, "terrier") == 0
+    assert atlas.matches(dog, "terrier") == pytest.approx(0.4)
+    assert atlas.matches(bird, "peacock") == pytest.approx(0.3)  # WordNet's synonym of peafowl
+
+
+def test_unknown_layer_channel_or_weights_is_one_sentence(cache, tmp_path, monkeypatch):
+    with pytest.raises(DreamError, match=r'Unknown layer "block99" for lite0: choose one of stem, block0'):
+        atlas.build("lite0", ["block99"], recipe=TINY)
+    with pytest.raises(DreamError, match=r"Layer block1 of lite0 has channels 0 to 23; 99 do not exist"):
+        atlas.build("lite0", ["block1:2,99"], recipe=TINY)
+    with pytest.raises(DreamError, match=r"The weights file .*missing.pth does not exist"):
+        atlas.build("lite0", ["block1"], recipe=TINY, weights=tmp_path / "missing.pth")
+    # GoogLeNet without its weights and nowhere to download them from
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv(googlenet.URL_ENV, "http://127.0.0.1:9/googlenet.pth")
+    for key in [k for k in zoo._cache if k[0] == "googlenet"]:
+        monkeypatch.delitem(zoo._cache, key)
+    with pytest.raises(DreamError) as info:
+        atlas.build("googlenet", ["inception3a"], recipe=TINY)
+    assert "\n" not in str(info.value) and "--weights" in str(info.value)
+    assert not (cache / "atlas").exists() or not any((cache / "atlas").iterdir())
+
+
+def test_cli_looks_lists_targets_and_writes_a_sheet(cache, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(atlas, "RECIPE", TINY)
+    sheet = tmp_path / "sheet.png"
+    assert cli.main(["looks", "--layer", "block1", "-o", str(sheet), "-q"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("layer:block1 ") and len(out) == 3 and out[1].startswith("layer:block1:")
+    with Image.open(sheet) as im:
+        assert im.width > 3 * 100 and im.height > 100
+    name = out[1].split(None, 1)[1].rsplit(" ", 1)[0].split(",")[0].rsplit(" ", 1)[0]
+    assert cli.main(["looks", "--layer", "block1", "--search", name, "-q"]) == 0
+    assert any(name in line for line in capsys.readouterr().out.splitlines()[1:])
+    assert cli.main(["looks", "--layer", "block1", "--search", "zzzz", "-q"]) == 1
+    assert "no channel" in capsys.readouterr().err
+    assert cli.main(["looks", "--layer", "nope", "-q"]) == 2
+    assert 'Unknown layer "nope"' in capsys.readouterr().err
