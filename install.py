@@ -234,11 +234,12 @@ def put_file(dest: Path, data: bytes, executable: bool, manifest: Manifest, repo
     manifest.files[str(dest)] = _sha(data)
 
 
-def engine_config(python: Path, url: Optional[str], token: Optional[str], offer: Optional[dict] = None) -> bytes:
-    """What the plug-ins read to reach the engine: a Python to spawn `luciddream worker` with, or a server; and
-    the engine's offer (presets, ranges), which a plug-in needs before any worker runs (GIMP registers its
-    arguments at start-up)."""
-    config = {"python": str(python), "url": url, "token": token, "offer": offer}
+def engine_config(python: Path, url: Optional[str], token: Optional[str], offer: Optional[dict] = None,
+                  fingerprint: Optional[str] = None) -> bytes:
+    """What the plug-ins read to reach the engine: a Python to spawn `luciddream worker` with, or a server (and
+    the SHA-256 fingerprint of its self-signed certificate); and the engine's offer (presets, ranges), which a
+    plug-in needs before any worker runs (GIMP registers its arguments at start-up)."""
+    config = {"python": str(python), "url": url, "token": token, "offer": offer, "fingerprint": fingerprint}
     return (json.dumps(config, indent=1) + "\n").encode()
 
 
@@ -522,6 +523,36 @@ def engine_version(python: Path) -> Optional[str]:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+def check_server(url: Optional[str], token: Optional[str], fingerprint: Optional[str]) -> Optional[str]:
+    """The --server/--token/--fingerprint combination refused in one sentence, before anything is installed;
+    returns the fingerprint as the plug-ins' client reads it (64 hex digits) or None."""
+    if url is None:
+        if fingerprint or token:
+            raise InstallError(f"--{'fingerprint' if fingerprint else 'token'} belongs to --server: give the "
+                               f"server's address too (--server https://HOST:PORT).")
+        return None
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/")[0].rsplit("@", 1)[-1]
+    host = host[1:].split("]")[0] if host.startswith("[") else host.split(":")[0]
+    if scheme not in ("http", "https") or not host:
+        raise InstallError(f"--server {url} is not a server address: use https://HOST:PORT (or http://127.0.0.1:PORT "
+                           f"on this computer).")
+    loopback = host.lower() == "localhost" or host.startswith("127.") or host == "::1"
+    if scheme == "http" and token and not loopback:
+        raise InstallError(f"--server {url} is plain HTTP: the plug-ins never send a token there, where anyone on the "
+                           f"network could read it; start serve with --certfile/--keyfile and use https://, or an "
+                           f"SSH tunnel to 127.0.0.1.")
+    if fingerprint is None:
+        return None
+    if scheme != "https":
+        raise InstallError(f"--fingerprint pins a TLS certificate, but --server {url} is plain HTTP: use https://.")
+    digits = fingerprint.replace(":", "").replace(" ", "").upper()
+    if len(digits) != 64 or any(ch not in "0123456789ABCDEF" for ch in digits):
+        raise InstallError(f"--fingerprint {fingerprint!r} is not a SHA-256 fingerprint: copy the 32 pairs of hex "
+                           f"digits (AB:CD:...) that `luciddream serve` prints at start.")
+    return ":".join(digits[i:i + 2] for i in range(0, 64, 2))
+
+
 def engine_requirements(extras: Optional[str]) -> List[str]:
     """The distribution names pyproject.toml's dependencies (and the named extras) list, without versions."""
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
@@ -635,6 +666,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     ap.add_argument("--torch", metavar="SPEC", help="pip requirement(s) for torch, e.g. 'torch==2.5.1 --index-url URL'")
     ap.add_argument("--server", metavar="URL", help="plug-ins use a running `luciddream serve` instead of a worker")
     ap.add_argument("--token", help="token for --server")
+    ap.add_argument("--fingerprint", metavar="SHA256", help="for --server https://…: the SHA-256 fingerprint of its "
+                    "self-signed certificate (`luciddream serve` prints it), checked instead of an authority")
     ap.add_argument("--editable", action="store_true", help="install the engine in development mode (pip -e)")
     ap.add_argument("--extras", help="engine extras, e.g. test")
     ap.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
@@ -659,13 +692,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.uninstall:
             uninstall(manifest, report)
             return 0
+        pin = check_server(args.server, args.token, args.fingerprint)
         venv = (args.venv or data_dir() / "venv").expanduser().absolute()
         if "engine" in parts:
             install_engine(venv, args, manifest, report)
             if not args.venv:
                 link_command(venv, manifest, report)
         offer = engine_offer(venv_python(venv)) if parts & {"gimp", "krita"} else None
-        config = engine_config(venv_python(venv), args.server, args.token, offer)
+        config = engine_config(venv_python(venv), args.server, args.token, offer, pin)
         if "gimp" in parts:
             dirs = [args.gimp_dir] if args.gimp_dir else [d / "plug-ins" for d in gimp_candidates()]
             found = gimp_executable() if not dirs else None

@@ -1,6 +1,7 @@
 """engine.json, which install.py writes beside each plug-in, and the environment the worker is started with.
 
-engine.json says where the engine is (a Python to spawn the worker with, or a `luciddream serve` url and token) and
+engine.json says where the engine is (a Python to spawn the worker with, or a `luciddream serve` url, token and, for
+a self-signed certificate, its SHA-256 fingerprint) and
 holds the engine's offer as it was at install time, so a host can build its controls before any worker runs.
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ class EngineConfig:
     url: Optional[str] = None
     token: Optional[str] = None
     offer: Optional[Dict[str, Any]] = None
+    fingerprint: Optional[str] = None   # SHA-256 of the server's self-signed certificate (https:// urls)
 
     @property
     def how(self) -> str:
@@ -52,7 +54,7 @@ def config_from(data: Any, path: str = "engine.json") -> EngineConfig:
     if not isinstance(data, Mapping):
         raise UserError(f"{path} must hold a JSON object: {REINSTALL}.")
     values: Dict[str, Optional[str]] = {}
-    for key in ("python", "url", "token"):
+    for key in ("python", "url", "token", "fingerprint"):
         value = data.get(key)
         if value is not None and not isinstance(value, str):
             raise UserError(f'"{key}" in {path} must be a string or null.')
@@ -66,7 +68,8 @@ def config_from(data: Any, path: str = "engine.json") -> EngineConfig:
     offer = data.get("offer")
     if offer is not None and not isinstance(offer, Mapping):
         raise UserError(f'"offer" in {path} must be a JSON object: {REINSTALL}.')
-    return EngineConfig(values["python"], url, values["token"], dict(offer) if offer is not None else None)
+    return EngineConfig(values["python"], url, values["token"], dict(offer) if offer is not None else None,
+                        values["fingerprint"])
 
 
 LEAVE_CORES_ENV = "LUCIDDREAM_LEAVE_CORES"  # read by the engine's threads.py

@@ -56,9 +56,11 @@ class Client:
 
     @classmethod
     def connect(cls, url: str, token: Optional[str] = None, timeout: float = 60.0,
-                limits: Limits = DEFAULT_LIMITS) -> "Client":
-        """Talk to `luciddream serve` at `url` (http://host:port). Nothing is sent until the first call."""
-        return cls(_HttpTransport(url, token, timeout, limits))
+                limits: Limits = DEFAULT_LIMITS, fingerprint: Optional[str] = None) -> "Client":
+        """Talk to `luciddream serve` at `url` (http://host:port or https://host:port). Nothing is sent until the
+        first call. `fingerprint`: the SHA-256 of a self-signed certificate, which then stands in for the usual
+        verification. A token is only sent over HTTPS or to this computer (WorkerError otherwise)."""
+        return cls(_HttpTransport(url, token, timeout, limits, fingerprint))
 
     def hello(self, timeout: float = 30.0) -> Dict[str, Any]:
         """Ping the engine: protocol and engine versions, available models, default model."""

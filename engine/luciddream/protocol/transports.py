@@ -6,10 +6,14 @@ and, failing that, hanging up).
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import http.client
+import ipaddress
 import os
 import queue
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -17,8 +21,8 @@ import threading
 from typing import Any, Dict, List, Optional
 from urllib.parse import quote, urlsplit
 
-from .errors import (BAD_FRAME, TIMEOUT, UNREACHABLE, WORKER_GONE, FrameError, JobCancelled, WorkerError,
-                     error_for)
+from .errors import (BAD_FRAME, TIMEOUT, UNAUTHORIZED, UNREACHABLE, WORKER_GONE, FrameError, JobCancelled,
+                     WorkerError, error_for)
 from .framing import PROTOCOL_VERSION, Limits, Message, _short, encode, read_message, write_frame
 from .job import Job
 from .messages import CANCEL, ERROR, HELLO, RESULT, JobRequest, check_reply
@@ -198,13 +202,67 @@ def _log_tail(path: str, lines: int = 1) -> str:
     return " ".join(kept[-lines:])
 
 
-class _HttpTransport(_Transport):
-    """`luciddream serve`: each job is one POST whose response streams frames; cancel is a second small POST."""
+def _loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
-    def __init__(self, url: str, token: Optional[str], timeout: float, limits: Limits) -> None:
+
+def _pin(text: str) -> str:
+    """A SHA-256 fingerprint as 64 upper-case hex digits; `luciddream serve` prints it as AB:CD:... ."""
+    digits = "".join(ch for ch in str(text) if ch not in ": ").upper()
+    if digits.startswith("SHA256"):
+        digits = digits[len("SHA256"):].lstrip("=")
+    if len(digits) != 64 or any(ch not in "0123456789ABCDEF" for ch in digits):
+        raise WorkerError(UNREACHABLE, f"{str(text)[:120]!r} is not a SHA-256 fingerprint: copy the 32 pairs of hex "
+                                       f"digits (AB:CD:...) that `luciddream serve` prints at start.")
+    return digits
+
+
+def _colons(digits: str) -> str:
+    return ":".join(digits[i:i + 2] for i in range(0, len(digits), 2))
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to a server whose self-signed certificate is known by its SHA-256 fingerprint: the certificate is
+    compared right after the handshake, before a byte of the request (and so the token) is sent."""
+
+    def __init__(self, host: str, port: int, timeout: float, pin: str, url: str) -> None:
+        context = ssl.create_default_context()
+        context.check_hostname = False      # the fingerprint names the certificate exactly; no name or CA needed
+        context.verify_mode = ssl.CERT_NONE
+        super().__init__(host, port, timeout=timeout, context=context)
+        self.pin = pin
+        self.url = url
+
+    def connect(self) -> None:
+        super().connect()
+        der = self.sock.getpeercert(binary_form=True) or b""
+        shown = hashlib.sha256(der).hexdigest().upper()
+        if not hmac.compare_digest(shown, self.pin):
+            self.close()
+            raise WorkerError(UNREACHABLE, f"The server at {self.url} shows a certificate with SHA-256 fingerprint "
+                                           f"{_colons(shown)}, not the pinned {_colons(self.pin)}, so nothing was "
+                                           f"sent: if its certificate was renewed, run install.py --fingerprint "
+                                           f"again with the one `luciddream serve` prints; if not, someone may be "
+                                           f"in between.")
+
+
+class _HttpTransport(_Transport):
+    """`luciddream serve`: each job is one POST whose response streams frames; cancel is a second small POST.
+
+    https:// verifies the server's certificate against the system's authorities, or, given a `fingerprint`,
+    compares it with that pin instead. A token is never sent over plain HTTP to anything but this computer."""
+
+    def __init__(self, url: str, token: Optional[str], timeout: float, limits: Limits,
+                 fingerprint: Optional[str] = None) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise WorkerError(UNREACHABLE, f'"{url}" is not a server address: use http://HOST:PORT.')
+            raise WorkerError(UNREACHABLE, f'"{url}" is not a server address: use http://HOST:PORT or '
+                                           f'https://HOST:PORT.')
         self.limits = limits
         self.url = url
         self.https = parts.scheme == "https"
@@ -213,10 +271,22 @@ class _HttpTransport(_Transport):
         self.base = parts.path.rstrip("/")
         self.token = token
         self.timeout = timeout
+        self.pin = _pin(fingerprint) if fingerprint else None
+        if self.pin is not None and not self.https:
+            raise WorkerError(UNREACHABLE, f"A certificate fingerprint is set but {url} is plain HTTP: use "
+                                           f"https:// (a server started with --certfile), or drop the fingerprint.")
+        if token and not self.https and not _loopback(self.host):
+            raise WorkerError(UNAUTHORIZED, f"The token is not sent to {url}: over plain HTTP anyone on the network "
+                                            f"could read it; use https:// (luciddream serve --certfile/--keyfile) "
+                                            f"or an SSH tunnel to 127.0.0.1.")
 
     def _connection(self) -> http.client.HTTPConnection:
-        cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
-        return cls(self.host, self.port, timeout=self.timeout)
+        if self.pin is not None:
+            return _PinnedHTTPSConnection(self.host, self.port, self.timeout, self.pin, self.url)
+        if self.https:
+            return http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout,
+                                               context=ssl.create_default_context())
+        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
 
     def _headers(self, length: Optional[int] = None) -> Dict[str, str]:
         headers = {"Content-Type": "application/x-luciddream", "Accept": "application/x-luciddream"}
@@ -240,9 +310,20 @@ class _HttpTransport(_Transport):
             conn.close()
             raise WorkerError(TIMEOUT, f"The server at {self.url} did not answer within {self.timeout:g} "
                                        f"seconds.") from None
+        except ssl.SSLCertVerificationError as exc:
+            conn.close()
+            raise WorkerError(UNREACHABLE, f"The certificate of the server at {self.url} cannot be verified "
+                                           f"({exc.verify_message or _short(exc)}): pin it with install.py "
+                                           f"--fingerprint (`luciddream serve` prints it at start), or give the "
+                                           f"server a certificate from an authority this computer trusts.") from None
+        except ssl.SSLError as exc:
+            conn.close()
+            raise WorkerError(UNREACHABLE, f"No TLS connection to {self.url} ({_short(exc)}): if that server was "
+                                           f"started without --certfile, its address begins with http://.") from None
         except OSError as exc:
             conn.close()
-            raise WorkerError(WORKER_GONE, f"The connection to {self.url} failed ({_short(exc)}).") from None
+            hint = "" if self.https else ": if that server was started with --certfile, use https://"
+            raise WorkerError(WORKER_GONE, f"The connection to {self.url} failed ({_short(exc)}){hint}.") from None
 
     def _first(self, response: Any) -> Message:
         """The first frame of a response; an error frame (or none at all) becomes a WorkerError."""
