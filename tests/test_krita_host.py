@@ -248,3 +248,102 @@ def test_pixel_formats_against_the_real_krita_api(krita_host, installed_home, ru
         assert checks["layers"] == ["Background", "Dream: test"], name
         failed = [k for k, v in checks.items() if v is False]
         assert not failed, f"{name}: {failed}"
+
+
+# ------------------------------------------------------------------------------------ the artist's loop (issue 17)
+
+LOOP_STEPS = ["check_registration", "loop_setup", "loop_preview", "loop_variations", "loop_again", "loop_guide",
+              "loop_empty_selection", "loop_killed_preview", "loop_closed_document", "loop_test_engine",
+              "loop_save_reopen", "loop_screenshot"]
+
+
+@pytest.fixture(scope="session")
+def loop_run(krita_host, installed_home, tmp_path_factory):
+    """One Krita launch for every loop scenario (tests/hosts/krita_driver/luciddream_testdriver/loop.py)."""
+    krita_launch.add_driver(installed_home)
+    out = tmp_path_factory.mktemp("krita-loop")
+    report, code = launch_with_driver(krita_host, installed_home, out, {"steps": LOOP_STEPS})
+    assert report.get("error") is None and code == 0, report.get("error")
+    return out, report
+
+
+def test_quick_preview_is_shown_in_the_docker_and_never_touches_the_document(loop_run):
+    _, report = loop_run
+    preview = report["loop_preview"]
+    assert preview["first"] and preview["second"] and preview["outcome"] == "preview", preview
+    assert preview["superseded"] == 1 and preview["shown"] == 1      # the first was cancelled, one was shown
+    assert preview["label_visible"] and preview["size"] == [128, 96]
+    assert preview["unchanged"], "a preview changed the layers or their pixels"
+    assert preview["undo_after"] == preview["undo_before"], "a preview made an undo step"
+
+
+def test_variations_go_into_a_group_named_by_seed_and_cancel_keeps_the_finished(loop_run):
+    _, report = loop_run
+    var = report["loop_variations"]
+    assert var["pressed"] and var["outcome"] == "cancelled" and "kept the 2 finished" in var["message"], var
+    assert var["groups"] == ["Dream: block3 (3 variations)"]
+    assert sorted(var["children"]) == ["Dream: block3 (seed 21, 1/3)", "Dream: block3 (seed 22, 2/3)"]
+    assert sorted(r["seed"] for r in var["records"]) == [21, 22] and var["digests_differ"]
+    assert all(r["targets"] == [["layer:block3", 1.0]] and r["settings"]["steps"] == 2 for r in var["records"])
+
+
+def test_again_repeats_the_selected_result_and_new_seed_differs(loop_run):
+    _, report = loop_run
+    again, new = report["loop_again"], report["loop_again_new"]
+    assert report["loop_again_started"] and again["outcome"] == "done", again
+    assert again["layers"] == ["Dream: block3 (seed 21)"] and again["same_pixels"], again
+    assert again["seed_shown"] == 21 and again["targets_shown"] == ["layer:block3"]   # the record came back
+    assert new["outcome"] == "done" and new["seed"] not in (None, 21) and new["differs"], new
+
+
+def test_settings_records_survive_saving_and_reopening_the_kra(loop_run):
+    _, report = loop_run
+    saved = report["loop_save_reopen"]
+    assert saved["saved"] and saved["records"] >= 4 and saved["same"], saved
+
+
+def test_guide_from_a_layer_and_a_cmyk_guide_is_refused(loop_run):
+    _, report = loop_run
+    guide, cmyk = report["loop_guide"], report["loop_guide_cmyk"]
+    assert "Guide stripes" in guide["listed"] and "Picture file…" in guide["listed"]
+    assert guide["outcome"] == "done" and guide["added"] == 1, guide
+    assert guide["record_guide"] == "Guide stripes" and "guided by Guide stripes" in guide["layer"]
+    assert not cmyk["started"] and cmyk["unchanged"] and "CMYK" in cmyk["status"], cmyk
+
+
+def test_refusals_empty_selection_killed_worker_closed_document(loop_run):
+    _, report = loop_run
+    empty = report["loop_empty_selection"]
+    assert not empty["started"] and empty["unchanged"] and "selection is empty" in empty["status"], empty
+    killed = report["loop_killed_preview"]
+    assert killed["killed"] and killed["outcome"] == "error" and killed["unchanged"], killed
+    assert "start the engine again" in killed["message"]
+    assert report["loop_after_kill"]["outcome"] == "preview"            # a new worker serves the next click
+    closed = report["loop_closed_document"]
+    assert closed["closed"] and closed["outcome"] == "error" and "closed while dreaming" in closed["message"]
+
+
+def test_test_engine_reports_version_device_models_and_seconds(loop_run):
+    _, report = loop_run
+    tested = report["loop_test_engine"]
+    assert tested["outcome"] == "tested", tested
+    lines = tested["message"].splitlines()
+    assert lines[0].startswith("Lucid Dream engine ") and lines[1].startswith("Device: ")
+    assert "lite0" in lines[2] and lines[3].startswith("A tiny 64×64 dream took")
+
+
+def test_every_button_is_a_krita_action_with_a_menu_entry(loop_run):
+    _, report = loop_run
+    actions = report["loop_setup"]["actions"]
+    assert len(actions) == 7 and all(actions.values()), actions   # so each can be given a shortcut
+    assert report["loop_setup"]["buttons_with_tips"] == 7
+
+
+def test_screenshot_of_the_loop_docker(krita_host, loop_run):
+    out, report = loop_run
+    assert report["loop_screenshot"]
+    shot = Image.open(out / "docker-loop.png")
+    assert shot.width > 200 and shot.height > 400
+    keep = Path("/tmp/luciddream-krita-last") / krita_host.id
+    keep.mkdir(parents=True, exist_ok=True)
+    shutil.copy(out / "docker-loop.png", keep / "docker-loop.png")

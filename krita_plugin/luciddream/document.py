@@ -11,11 +11,11 @@ small fakes. The rules that matter to the user live here:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from . import pixels as px
 from .engine import JobSpec
-from .kit import Rect, UserError, check_mask, plan_region
+from .kit import RECORD_KEY, Rect, Record, UserError, check_mask, parse_record, plan_region
 
 
 _NODE_KINDS = {
@@ -40,9 +40,18 @@ class Snapshot:
     pixels: bytes                  # in the engine's layout
     mask: Optional[bytes]          # 0–255 per pixel of rect, None = everything
 
-    def job(self, targets: str, settings: Dict[str, Any]) -> JobSpec:
+    def job(self, targets: str, settings: Dict[str, Any], guide: Optional[tuple] = None) -> JobSpec:
         return JobSpec(self.pixels, self.rect.width, self.rect.height, self.fmt.channels, self.fmt.sample,
-                       self.mask, targets, dict(settings))
+                       self.mask, targets, dict(settings), guide)
+
+    def preview_job(self, targets: str, settings: Dict[str, Any], width: int, height: int,
+                    guide: Optional[tuple] = None) -> JobSpec:
+        """The same region shrunk to width×height (the quick preview's working size)."""
+        r = self.rect
+        pixels = px.shrink(self.pixels, r.width, r.height, self.fmt.wire_bytes, width, height)
+        mask = None if self.mask is None else px.shrink(self.mask, r.width, r.height, 1, width, height)
+        return JobSpec(pixels, width, height, self.fmt.channels, self.fmt.sample, mask, targets, dict(settings),
+                       guide)
 
 
 def read_snapshot(doc: Any, node: Any, visible: bool, context: int) -> Snapshot:
@@ -92,12 +101,13 @@ def _source_node(snap: Snapshot) -> Any:
 
 
 def find_node(doc: Any, unique_id: Any) -> Any:
-    """The layer with this uniqueId, or None. (Krita 5.1's Document.nodeByUniqueID returns a bare QObject that
-    addChildNode refuses, so the tree is walked instead.)"""
+    """The layer with this uniqueId (or its text), or None. (Krita 5.1's Document.nodeByUniqueID returns a bare
+    QObject that addChildNode refuses, so the tree is walked instead.)"""
+    text = unique_id if isinstance(unique_id, str) else None   # a record's or the guide list's text form
     pending = list(doc.topLevelNodes())
     while pending:
         node = pending.pop()
-        if node.uniqueId() == unique_id:
+        if (uid_text(node) == text) if text is not None else (node.uniqueId() == unique_id):
             return node
         pending.extend(node.childNodes())
     return None
@@ -114,8 +124,9 @@ def check_unchanged(snap: Snapshot) -> Any:
     return node
 
 
-def write_result(snap: Snapshot, result: bytes, name: str) -> Any:
-    """Add the dream as a new paint layer above the source and return it; the source is never written.
+def write_result(snap: Snapshot, result: bytes, name: str, into: Any = None) -> Any:
+    """Add the dream as a new paint layer above the source (or at the top of the group `into`) and return it; the
+    source is never written.
 
     Pixels outside the selection are left transparent in the new layer (the engine returns them unchanged, so
     the picture looks the same, and the layer holds only the dream).
@@ -134,8 +145,12 @@ def write_result(snap: Snapshot, result: bytes, name: str) -> Any:
                             f"{snap.fmt.depth}), so the dream was not added.")
     r = snap.rect
     layer.setPixelData(data, r.x, r.y, r.width, r.height)  # before insertion: no one ever sees it half done
-    parent = node.parentNode() if node is not None else doc.rootNode()
-    above = node if node is not None else _top_layer(doc)
+    if into is not None:
+        children = list(into.childNodes())
+        parent, above = into, (children[-1] if children else None)
+    else:
+        parent = node.parentNode() if node is not None else doc.rootNode()
+        above = node if node is not None else _top_layer(doc)
     if not parent.addChildNode(layer, above):
         raise UserError("Krita refused to add the new layer, so the dream was not added.")
     doc.refreshProjection()
@@ -150,3 +165,104 @@ def _top_layer(doc: Any) -> Any:
     """The topmost layer of the image (masks at the top level, such as the global selection mask, do not count)."""
     layers = [n for n in doc.topLevelNodes() if not str(n.type()).endswith("mask")]
     return layers[-1] if layers else None
+
+
+def add_group(snap: Snapshot, name: str) -> Any:
+    """An empty group layer above the source (the variations' home), after the same checks as write_result."""
+    node = check_unchanged(snap)
+    doc = snap.doc
+    group = doc.createGroupLayer(name)
+    if group is None:
+        raise UserError("Krita could not create a group layer, so the variations were not added.")
+    parent = node.parentNode() if node is not None else doc.rootNode()
+    above = node if node is not None else _top_layer(doc)
+    if not parent.addChildNode(group, above):
+        raise UserError("Krita refused to add the group layer, so the variations were not added.")
+    return group
+
+
+def uid_text(node: Any) -> str:
+    """A layer's uniqueId as text ("{8-4-4-4-12}"): the key of its record, stable through saving a .kra."""
+    uid = node.uniqueId()
+    return str(uid.toString()) if hasattr(uid, "toString") else str(uid)
+
+
+def record_key(node: Any) -> str:
+    """The document annotation that holds this layer's settings record (kit.RECORD_KEY/uuid)."""
+    return f"{RECORD_KEY}/{uid_text(node)}"
+
+
+def write_record(doc: Any, node: Any, text: str) -> None:
+    """Keep the record with the document: a .kra saves its annotations, so it survives closing and reopening.
+    Annotations are not layer data, so this adds no undo step."""
+    doc.setAnnotation(record_key(node), f"Lucid Dream settings of the layer {node.name()}", text.encode("utf-8"))
+
+
+def read_record(doc: Any, node: Any) -> Record:
+    """The record of a result layer, or a UserError sentence (no layer chosen, not a Lucid Dream layer, damaged)."""
+    if doc is None:
+        raise UserError("Open an image first.")
+    if node is None:
+        raise UserError("Select a layer that Lucid Dream made (its name starts with \"Dream:\") in the Layers "
+                        "docker.")
+    key = record_key(node)
+    data = doc.annotation(key) if key in list(doc.annotationTypes()) else b""
+    return parse_record(bytes(data), f'the layer "{node.name()}"')
+
+
+@dataclass(frozen=True)
+class GuidePixels:
+    """A guide picture as the engine receives it (its own layout: any size, RGBA/gray, u8/u16/f32)."""
+
+    pixels: bytes
+    width: int
+    height: int
+    channels: int
+    sample: str
+
+    def wire(self) -> tuple:
+        return (self.pixels, self.width, self.height, self.channels, self.sample)
+
+
+GUIDE_SIDE = 448   # the engine looks at a guide at most this large (objectives.GUIDE_SIDE): send no more
+
+
+def read_guide(doc: Any, unique_id: Any) -> GuidePixels:
+    """The guide layer's pixels (its bounds, shrunk to GUIDE_SIDE), or a sentence when it is gone, empty or in a
+    colour model the engine cannot read."""
+    node = find_node(doc, unique_id)
+    if node is None:
+        raise UserError("The guide layer is no longer in this image: choose another guide (or none).")
+    if str(node.type()).endswith("mask"):
+        raise UserError(f'The guide "{node.name()}" is a mask, not a layer: choose a layer as the guide.')
+    try:
+        fmt = px.pixel_format(node.colorModel(), node.colorDepth())
+    except UserError:
+        raise UserError(f'The guide layer "{node.name()}" is in the {node.colorModel()} colour model, which the '
+                        f'engine cannot read: convert it (Layer › Convert Layer Color Space…) to RGB or '
+                        f'grayscale, or choose another guide.') from None
+    box = node.bounds()
+    x, y, w, h = int(box.x()), int(box.y()), int(box.width()), int(box.height())
+    if w <= 0 or h <= 0:
+        raise UserError(f'The guide layer "{node.name()}" is empty: paint on it or choose another guide.')
+    raw = px.to_engine(bytes(node.pixelData(x, y, w, h)), fmt, w * h)
+    scale = min(1.0, GUIDE_SIDE / max(w, h))
+    if scale < 1.0:
+        nw, nh = max(1, int(w * scale)), max(1, int(h * scale))
+        raw, w, h = px.shrink(raw, w, h, fmt.wire_bytes, nw, nh), nw, nh
+    return GuidePixels(raw, w, h, fmt.channels, fmt.sample)
+
+
+def guide_layers(doc: Any) -> List[Tuple[str, str]]:
+    """(uniqueId text, name) of every layer that can be a guide, top first, groups' children included."""
+    found: List[Tuple[str, str]] = []
+
+    def walk(nodes: List[Any], depth: int) -> None:
+        for node in reversed(nodes):
+            if str(node.type()).endswith("mask"):
+                continue
+            found.append((uid_text(node), "  " * depth + str(node.name())))
+            walk(list(node.childNodes()), depth + 1)
+    if doc is not None:
+        walk(list(doc.topLevelNodes()), 0)
+    return found

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional
 
 from . import protocol
-from .kit import CANCELLED, Offer, UserError, offer_from_config, offer_from_hello, read_config, worker_env
+from .kit import (CANCELLED, TINY_SETTINGS, TINY_TARGETS, Offer, UserError, offer_from_config, offer_from_hello,
+                  read_config, tiny_image, worker_env)
 
 CONFIG_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "engine.json")
 
@@ -30,6 +32,7 @@ class JobSpec:
     mask: Optional[bytes]
     targets: str
     settings: Dict[str, Any]
+    guide: Optional[tuple] = None   # (pixels, width, height, channels, sample) of a guide picture, or None
 
 
 @dataclass
@@ -87,6 +90,47 @@ class Engine:
                                             daemon=True)
             self._thread.start()
 
+    def check(self, done: Callable[[Optional[Dict[str, Any]], float, Optional[str]], None]) -> None:
+        """"Test engine" in a background thread: start (or reuse) the worker, then a tiny dream, timed.
+        `done(hello, seconds, None)` when it worked, `done(None, 0, sentence)` when not; called exactly once."""
+        with self._lock:
+            if self.busy:
+                raise UserError("A dream is running: test the engine when it has finished (or press Cancel).")
+            self._cancelled = False
+            self._running = True
+            self._thread = threading.Thread(target=self._check, args=(done,), name="luciddream-check", daemon=True)
+            self._thread.start()
+
+    def _check(self, done: Callable[[Optional[Dict[str, Any]], float, Optional[str]], None]) -> None:
+        info: Optional[Dict[str, Any]] = None
+        seconds, problem = 0.0, None
+        try:
+            client = self._connect(Callbacks(lambda fraction, message: None, lambda *a: None))
+            info = dict(self.info)
+            pixels, width, height, channels, sample = tiny_image()
+            started = time.monotonic()
+            job = client.dream(pixels, width, height, channels, sample, None, TINY_TARGETS, dict(TINY_SETTINGS))
+            with self._lock:
+                self._job = job
+            job.result()
+            seconds = time.monotonic() - started
+        except protocol.JobCancelled:
+            problem = CANCELLED
+        except protocol.WorkerError as exc:
+            problem = exc.message
+            if exc.code in (protocol.WORKER_GONE, protocol.TIMEOUT, protocol.BAD_FRAME,
+                            protocol.UNSUPPORTED_VERSION):
+                self.restart()
+        except UserError as exc:
+            problem = str(exc)
+        except Exception as exc:  # the check exists to say what is wrong: never let it die silently
+            problem = f"Unexpected error in the plug-in: {type(exc).__name__}: {exc}"
+        finally:
+            with self._lock:
+                self._job = None
+        self._running = False
+        done(None if problem else info, seconds, problem)
+
     def cancel(self) -> None:
         """Stop the running dream from any thread; it ends with done(None, "cancelled", ...)."""
         with self._lock:
@@ -132,7 +176,7 @@ class Engine:
                 return self._client
         config = read_config(self.config_path)
         if config.how == "connect":
-            client = protocol.Client.connect(config.url, config.token)
+            client = protocol.Client.connect(config.url, config.token, fingerprint=config.fingerprint)
         else:
             if not os.path.isfile(config.python or ""):
                 raise UserError(f"The engine's Python {config.python} does not exist: install the engine again "
@@ -158,8 +202,9 @@ class Engine:
             client = self._connect(callbacks)
             if self._cancelled:
                 raise protocol.JobCancelled()
+            extra = {} if spec.guide is None else {"guide": spec.guide}   # older clients take no guide
             job = client.dream(spec.pixels, spec.width, spec.height, spec.channels, spec.sample, spec.mask,
-                               spec.targets, spec.settings)
+                               spec.targets, spec.settings, **extra)
             with self._lock:
                 self._job = job
                 cancelled = self._cancelled

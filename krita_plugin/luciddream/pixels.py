@@ -147,3 +147,37 @@ def clear_unselected(data: Bytes, mask: Optional[Bytes], pixel_bytes: int) -> by
         start, end = run.start() * pixel_bytes, run.end() * pixel_bytes
         out[start:end] = bytes(end - start)
     return bytes(out)
+
+
+def shrink(data: Bytes, width: int, height: int, pixel_bytes: int, new_width: int, new_height: int) -> bytes:
+    """Nearest-neighbour resize of interleaved pixels (any layout): the quick preview's small working picture.
+
+    Why nearest: the preview only has to look like the dream to come, and this runs in Krita's Python (no numpy)
+    on every preview; picking whole pixels keeps every format's bytes valid."""
+    view = memoryview(bytes(data))
+    columns = [(x * width // new_width) * pixel_bytes for x in range(new_width)]
+    out = bytearray()
+    row_bytes = width * pixel_bytes
+    for y in range(new_height):
+        row = view[(y * height // new_height) * row_bytes:][:row_bytes]
+        out += b"".join(row[c:c + pixel_bytes] for c in columns)
+    return bytes(out)
+
+
+def display_rgba8(data: Bytes, channels: int, sample: str, pixels: int) -> bytes:
+    """Engine-layout pixels (RGBA or gray+alpha; u8, u16 or f32) as 8-bit R,G,B,A for showing on screen."""
+    if sample == "u8":
+        values = bytes(data)
+    elif sample == "u16":
+        values = bytes(v >> 8 for v in struct.unpack(f"={pixels * channels}H", bytes(data)))
+    else:
+        values = bytes(min(255, max(0, int(v * 255.0 + 0.5))) if v == v else 0
+                       for v in struct.unpack(f"={pixels * channels}f", bytes(data)))
+    if channels == 4:
+        return values
+    out = bytearray(pixels * 4)
+    out[0::4] = values[0::2]
+    out[1::4] = values[0::2]
+    out[2::4] = values[0::2]
+    out[3::4] = values[1::2]
+    return bytes(out)

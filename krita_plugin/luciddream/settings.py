@@ -45,6 +45,9 @@ class DreamSettings:
     class_strength: float = 0.7  # "Class strength": how far the photo may change (0 = untouched … 1 = replaced)
     visible: bool = False   # dream the visible image instead of the active layer
     preset: str = ""        # the look chosen in the preset list (what "Add look" adds)
+    variations: int = 4     # how many seeds "Variations" dreams
+    full_after_preview: bool = False   # a finished quick preview starts the full dream by itself
+    advanced: bool = False  # the docker's Advanced fold is open
 
     def engine_settings(self) -> Dict[str, Any]:
         """The engine's settings dict for one job."""
@@ -93,8 +96,11 @@ def problem(name: str, value: Any, offer: kit.Offer) -> Any:
         return None if isinstance(value, str) and value in offer.models else "not a model the engine offers"
     if name == "look":
         return None if isinstance(value, str) and value in offer.looks else "not a class look the engine offers"
-    if name == "visible":
+    if name in ("visible", "full_after_preview", "advanced"):
         return None if isinstance(value, bool) else "not true or false"
+    if name == "variations":
+        ok = isinstance(value, int) and not isinstance(value, bool) and 2 <= value <= kit.MAX_VARIATIONS
+        return None if ok else f"not a whole number from 2 to {kit.MAX_VARIATIONS}"
     if name == "preset":
         names = [p.name for p in offer.presets]
         return None if isinstance(value, str) and value in names else "not a preset the engine offers"

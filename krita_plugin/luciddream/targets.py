@@ -10,7 +10,7 @@ import json
 import os
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 from .kit import Preset, UserError
 
@@ -146,14 +146,41 @@ def targets_text(choices: Sequence[Choice]) -> str:
     return ", ".join(c.spec for c in choices if c.weight != 0)
 
 
-def layer_name(choices: Sequence[Choice], seed: Optional[int] = None, limit: int = 60) -> str:
-    """Name of the new layer: what was dreamed (and the seed, so the user can dream it again)."""
+def layer_name(choices: Sequence[Choice], seed: Optional[int] = None, limit: int = 60,
+               guide: Optional[str] = None) -> str:
+    """Name of the new layer: what was dreamed, the guide (a guide alone pulls by itself), and the seed, so the
+    user can dream it again."""
     parts = []
     for c in choices:
         if c.weight == 0:
             continue
         parts.append(c.label if c.weight == 1.0 else f"{c.label} ×{c.weight:g}")
+    if guide:
+        parts.append(f"guided by {guide}")
     text = ", ".join(parts) or DEFAULT_LAYER
     if len(text) > limit:
         text = text[:limit - 1].rstrip(", ") + "…"
     return f"Dream: {text}" + (f" (seed {seed})" if seed is not None else "")
+
+
+def choices_from_record(record: Any, listed: Any = None) -> List[Choice]:
+    """The list rows of a settings record: Krita's own rows when it wrote them (`listed`: [kind, key, label,
+    weight]), else rebuilt from the record's targets ("class:84", "layer:block10", or a class name GIMP wrote)."""
+    if isinstance(listed, list):
+        try:
+            return [Choice(str(kind), str(key), str(label), float(weight)) for kind, key, label, weight in listed]
+        except (TypeError, ValueError):
+            pass   # damaged rows: the targets below say the same
+    rows: List[Choice] = []
+    for name, weight in record.targets:
+        kind, _, key = name.partition(":")
+        if kind == "layer":
+            rows.append(layer_choice(key, weight))
+        elif kind == "class" and key.isdigit() and int(key) < len(classes()):
+            rows.append(class_choice(classes()[int(key)], weight))
+        else:
+            found = search(name, limit=1)
+            if not found or _norm(found[0].name) != _norm(name):
+                raise UserError(f'The recorded target "{name}" is not an ImageNet class this plug-in knows.')
+            rows.append(class_choice(found[0], weight))
+    return rows

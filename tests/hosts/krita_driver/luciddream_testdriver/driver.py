@@ -42,6 +42,14 @@ def pattern(w, h):
     return bytes(out)
 
 
+def _bound(step, driver):
+    """A loop step as a method of the driver (next() reads its __name__)."""
+    def run():
+        return step(driver)
+    run.__name__ = step.__name__
+    return run
+
+
 class DriverExtension(Extension):
     def __init__(self, parent, out):
         super().__init__(parent)
@@ -78,7 +86,8 @@ class DriverExtension(Extension):
         names = self.spec.get("steps")
         if names is None:
             names = ["check_registration", "scenario_refused", "scenario_cancel", "scenario_dream", "screenshot"]
-        self.queue = [getattr(self, n) for n in names]
+        from . import loop   # the artist's loop steps (issue 17) live there, each a function of this driver
+        self.queue = [getattr(self, n) if hasattr(self, n) else _bound(loop.STEPS[n], self) for n in names]
         QTimer.singleShot(500, self.next)
 
     def next(self):
