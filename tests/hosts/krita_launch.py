@@ -1,7 +1,7 @@
 """Launch real Krita under Xvfb with luciddream installed through install.py, for tests/test_krita_host.py.
 
 Every function takes the Krita to run as `root`: None for this system's Krita (5.1.5 on Debian 12), or a Debian root
-from setup_root.sh (Krita 5.2, 6.0), where the same command runs through roots.in_root with /tmp shared, so the
+from setup_root.sh (Krita 5.2, 5.3, 6.0), where the same command runs through roots.in_root with /tmp shared, so the
 HOMEs, the test's output folders and the Xvfb sockets are the same paths on both sides.
 
 Why a warm template: Krita's first start in an empty HOME builds an ~88 MB profile (~27 s); copying a finished one

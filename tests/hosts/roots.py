@@ -1,6 +1,6 @@
 """The editor versions the host tests run, and how a command runs inside a version's Debian root.
 
-GIMP 3.0.4 and 3.2.6 and Krita 5.2.9 and 6.0.4.1 live in roots that tests/hosts/setup_root.sh builds under
+GIMP 3.0.4 and 3.2.6 and Krita 5.2.9, 5.3.4.1 and 6.0.4.1 live in roots that tests/hosts/setup_root.sh builds under
 /var/cache/luciddream (LUCIDDREAM_ROOTS); Krita 5.1.5 is this Debian 12 system's own. A root runs a program through
 `unshare --mount` + `chroot`, with the folders the plug-in and the engine need bind-mounted at the same paths, so
 the plug-in inside spawns the engine's Python from this project's environment and files under /tmp are shared.
