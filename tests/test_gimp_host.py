@@ -28,6 +28,7 @@ from roots import GIMP_HOSTS, GimpHost, in_root, shared_folders  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = REPO / "tests" / "hosts" / "gimp_dream_batch.py"
+LOOP_BATCH = REPO / "tests" / "hosts" / "gimp_loop_batch.py"   # the artist's loop: several calls on one image
 VENV = Path(sys.prefix)            # the project's environment: the plug-in's engine.json points at its Python
 SHARE = "/work-share"              # where each test's folder appears inside the root
 FAST = {"steps": 2, "octaves": 1, "tile": 128, "seed": 3, "strength": 8.0}
@@ -131,7 +132,8 @@ def served_home(profile: Profile, engine_server):
 
 
 def run_gimp(root: Path, home: str, folder: Path, job: Dict[str, Any], timeout: int = 240,
-             tag: str = "", gui: bool = False) -> subprocess.Popen:
+             tag: str = "", gui: bool = False, batch: Path = BATCH, driver: str = "gimp_gui_driver.sh"
+             ) -> subprocess.Popen:
     """Start gimp-console in the root on one job; the test's folder appears at /work-share inside."""
     job = dict(job, out=SHARE)
     (folder / "job.json").write_text(json.dumps(job))
@@ -144,12 +146,12 @@ def run_gimp(root: Path, home: str, folder: Path, job: Dict[str, Any], timeout: 
                f'LUCIDDREAM_GIMP_JOB={SHARE}/job.json LUCIDDREAM_TEST_TAG="$2" GIMP_GUI={host.gui} '
                f'timeout -k 5 {timeout} ')
     if gui:
-        script += f'sh {SHARE}/gimp_gui_driver.sh'
-        shutil.copy(REPO / "tests" / "hosts" / "gimp_gui_driver.sh", folder / "gimp_gui_driver.sh")
+        script += f'env BATCH={SHARE}/{batch.name} sh {SHARE}/{driver}'
+        shutil.copy(REPO / "tests" / "hosts" / driver, folder / driver)
     else:
         script += (f'{host.console} -i -n -d {no_fonts}--batch-interpreter python-fu-eval '
-                   f'-b "exec(open(\'{SHARE}/gimp_dream_batch.py\').read())" --quit')
-    shutil.copy(BATCH, folder / "gimp_dream_batch.py")
+                   f'-b "exec(open(\'{SHARE}/{batch.name}\').read())" --quit')
+    shutil.copy(batch, folder / batch.name)
     return subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(root), home,
                              tag], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -382,7 +384,9 @@ def test_presets_gimp_shows_are_the_engines(gimp_root: Path, profile: "Profile",
         {"name": p["name"], "label": p["label"]} for p in presets]
     for preset, report in zip(presets, reports):
         assert report.get("ok") and report["status"] == "success", report.get("message") or report.get("error")
-        assert report["layer_names"][0] == f"photo (dream: {preset['targets']})", report["layer_names"]
+        assert report["layer_names"][0] == f"photo (dream: {preset['name']}, seed 3)", report["layer_names"]
+        record = json.loads(report["new_record"])
+        assert record["preset"] == preset["name"] and record["targets"] == [[preset["targets"], 1.0]], record
 
 
 def test_missing_engine_is_one_sentence(gimp_root: Path, profile: Profile, gimp_home: str, tmp_path: Path) -> None:
@@ -468,3 +472,95 @@ def test_dialog_ok_then_ctrl_z_restores_the_exact_pixels(gimp_root: Path, gimp_h
         keep = Path("/tmp/luciddream-gimp-last") / _host_of(gimp_root).id
         keep.mkdir(parents=True, exist_ok=True)
         read_xwd((tmp_path / "dialog.xwd").read_bytes()).save(keep / "dialog.png")
+
+
+# --------------------------------------------------------------------------------------------- the artist's loop
+
+LOOP_ARGS = dict(FAST, output="new-layer", preset="none", targets="layer:block6", seed=5)
+
+
+def loop(gimp_root: Path, home: str, folder: Path, actions: List[Dict[str, Any]], image=(96, 80),
+         selection=(20, 16, 64, 48), **run: Any) -> Dict[str, Any]:
+    spec = {"image": list(image), "selection": list(selection) if selection else None, "actions": actions}
+    return finish(run_gimp(gimp_root, home, folder, spec, batch=LOOP_BATCH, **run), folder)
+
+
+def layer_pixels(folder: Path, tag: str, snapshot: Dict[str, Any], name: str) -> bytes:
+    """The pixels of the snapshot's one layer called `name`."""
+    hits = [i for i, each in enumerate(snapshot["names"]) if each == name]
+    assert len(hits) == 1, (name, snapshot["names"])
+    return (folder / f"{tag}-{hits[0]}.bin").read_bytes()
+
+
+def test_the_artists_loop_in_one_gimp(gimp_root: Path, gimp_home: str, tmp_path: Path) -> None:
+    """One GIMP start: 2 variations (named by seed, each with its record), the record surviving .xcf save and
+    reopen, Again (the same pixels) and Again, New Seed from the reopened file, a guide layer that changes the dream,
+    guides of another colour model refused, Again on a layer without a record refused, and Test Engine."""
+    gray_png = f"{SHARE}/gray-guide.png"
+    call = {"do": "call", "proc": "plug-in-luciddream", "drawable": "photo"}
+    actions = [
+        {"do": "add_layer", "name": "stripes"},
+        {"do": "snapshot", "tag": "before"},
+        dict(call, args=dict(LOOP_ARGS, variations=2)),
+        {"do": "snapshot", "tag": "vars"},
+        {"do": "save_reopen"},
+        {"do": "snapshot", "tag": "reopened"},
+        {"do": "call", "proc": "plug-in-luciddream-again", "drawable": "top"},
+        {"do": "call", "proc": "plug-in-luciddream-again-new-seed", "drawable": "top"},
+        dict(call, args=dict(LOOP_ARGS, seed=5), guide_layer="stripes"),
+        {"do": "snapshot", "tag": "again"},
+        {"do": "other_image_layer"},
+        dict(call, args=LOOP_ARGS, guide_layer="gray guide"),
+        {"do": "gray_file", "path": gray_png},
+        dict(call, args=LOOP_ARGS, guide_file=gray_png),
+        {"do": "call", "proc": "plug-in-luciddream-again", "drawable": "photo"},
+        {"do": "snapshot", "tag": "end"},
+        {"do": "call", "proc": "plug-in-luciddream-test-engine", "drawable": "photo"},
+    ]
+    report = loop(gimp_root, gimp_home, tmp_path, actions)
+    steps = report["actions"]
+    before, variations, reopened, again, end = (steps[i] for i in (1, 3, 5, 9, 15))
+    assert steps[2]["status"] == "success", steps[2]
+    # Variations: two new layers above the photo, named by what differs, each with its full record.
+    assert variations["names"] == ["photo (dream: layer:block6, seed 5, 1/2)",
+                                   "photo (dream: layer:block6, seed 6, 2/2)", "photo", "stripes"]
+    records = [json.loads(r) for r in variations["records"][:2]]
+    assert [r["seed"] for r in records] == [5, 6] and all(r["version"] == 1 for r in records)
+    assert records[0]["targets"] == [["layer:block6", 1.0]] and records[0]["engine"]
+    assert records[0]["settings"]["octaves"] == 1 and records[0]["settings"]["step_size"] == 8.0
+    assert variations["records"][2] is None
+    photo = (tmp_path / "before-0.bin").read_bytes()
+    first, second = (tmp_path / "vars-0.bin").read_bytes(), (tmp_path / "vars-1.bin").read_bytes()
+    assert first != photo and second != photo and first != second
+    assert (tmp_path / "vars-2.bin").read_bytes() == photo                      # the photo itself untouched
+    # The record survives saving and reopening the .xcf.
+    assert reopened["records"] == variations["records"] and reopened["names"] == variations["names"]
+    # Again from the reopened file: the same seed gives the same pixels; a new seed gives others.
+    assert steps[6]["status"] == "success" and steps[7]["status"] == "success", (steps[6], steps[7])
+    assert layer_pixels(tmp_path, "again", again, "photo (dream: layer:block6, seed 5)") == first
+    new_seed = [n for n in again["names"] if "seed" in n and "guided" not in n and not n.endswith(
+        ("seed 5)", "1/2)", "2/2)"))]
+    assert len(new_seed) == 1, again["names"]
+    assert layer_pixels(tmp_path, "again", again, new_seed[0]) not in (first, second)
+    # A guide layer pulls the same seed elsewhere, and the record says which guide.
+    assert steps[8]["status"] == "success", steps[8]
+    guided = [i for i, n in enumerate(again["names"]) if "guided" in n]
+    assert len(guided) == 1, again["names"]
+    assert (tmp_path / f"again-{guided[0]}.bin").read_bytes() != first
+    assert json.loads(again["records"][guided[0]])["guide"] == 'layer "stripes"'
+    # Refusals: one sentence each, and nothing changed.
+    for index, words in ((11, 'The guide "gray guide" is grayscale but this image is RGB'),
+                         (13, 'The guide "gray-guide.png" is grayscale but this image is RGB'),
+                         (14, 'the layer "photo" holds no Lucid Dream settings')):
+        step = steps[index]
+        assert step["status"] == "execution-error" and words in step.get("value", ""), (index, step)
+        assert "\n" not in step["value"].strip() and "Traceback" not in step["value"]
+    assert end["names"] == again["names"]
+    for i in range(len(end["names"])):
+        assert (tmp_path / f"end-{i}.bin").read_bytes() == (tmp_path / f"again-{i}.bin").read_bytes()
+    # Test Engine: version, device, models and the seconds of a tiny dream.
+    test = steps[16]
+    assert test["status"] == "success", test
+    lines = test["value"].splitlines()
+    assert lines[0].startswith("Lucid Dream engine ") and lines[1] == "Device: cpu", lines
+    assert "lite0" in lines[2] and "dream took" in lines[3], lines

@@ -48,6 +48,14 @@ class Options:
     seed: int = RANDOM_SEED     # -1: a new random seed every run
     device: str = "auto"
     output: str = "new-layer"
+    variations: int = 1         # seeds seed, seed+1, ... each into a new layer
+
+
+# The dialog's order: what changes the picture first, the technical knobs (steps, tile, model, ...) behind the
+# "Advanced" fold. Names are GIMP's argument names.
+ARTISTIC = ["targets", "preset", "look", "strength", "detail-size", "class-strength", "instance", "variations",
+            "seed", "guide-layer", "guide-file"]
+ADVANCED = ["octaves", "steps", "tile", "model", "device", "output"]
 
 
 def default_options(offer: Offer) -> Options:
@@ -68,6 +76,7 @@ def ranges(offer: Offer) -> Dict[str, Tuple[Any, Any]]:
     -1 (a new one each run) to what a GIMP int holds."""
     bounds = {ours: offer.range(theirs) for ours, theirs in NUMBERS}
     bounds["seed"] = (RANDOM_SEED, min(int(offer.range("seed")[1]), GIMP_INT_MAX))
+    bounds["variations"] = (1, kit.MAX_VARIATIONS)
     return bounds
 
 
@@ -110,6 +119,29 @@ def engine_settings(opts: Options, offer: Offer) -> Dict[str, Any]:
     if opts.seed != RANDOM_SEED:
         settings["seed"] = opts.seed
     return settings
+
+
+def records_for(opts: Options, settings: Dict[str, Any], targets: Optional[str], engine: str, source: str,
+                guide: Optional[str] = None, first_seed: Optional[int] = None) -> List["kit.Record"]:
+    """The records of the dreams one click makes: one, or `opts.variations` with consecutive seeds. A random seed
+    (-1) is drawn here, before anything is sent, so every result can be made again."""
+    seed = opts.seed if opts.seed != RANDOM_SEED else (first_seed if first_seed is not None else kit.new_seed())
+    preset = None if opts.preset == NO_PRESET else opts.preset
+    record = kit.make_record(targets, settings, seed, engine, preset, source, guide)
+    return kit.variations(record, max(1, opts.variations))
+
+
+def result_name(source: str, record: "kit.Record", index: int = 0, count: int = 1) -> str:
+    """A result layer's name: what was dreamed and what tells it from its sibling variations."""
+    return kit.layer_name(source, record, kit.variation_label(record, index, count))
+
+
+def check_guide_mode(guide_gray: bool, image_gray: bool, guide_name: str) -> None:
+    """A guide must have the image's colour model: the engine would read a gray guide's one channel as colour."""
+    if guide_gray != image_gray:
+        kind, other = ("grayscale", "RGB") if guide_gray else ("RGB", "grayscale")
+        raise UserError(f'The guide "{guide_name}" is {kind} but this image is {other}: convert one of them '
+                        f'(Image › Mode) or choose another guide.')
 
 
 def layer_name(source: str, targets: Optional[str]) -> str:

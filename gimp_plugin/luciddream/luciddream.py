@@ -14,8 +14,10 @@ values again against the offer in the worker's hello.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
+import time
 import traceback
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -28,12 +30,15 @@ import gi  # noqa: E402
 gi.require_version("Gimp", "3.0")
 gi.require_version("GimpUi", "3.0")
 gi.require_version("Gegl", "0.4")
-from gi.repository import GLib, GObject, Gegl, Gimp  # noqa: E402
+from gi.repository import Gegl, Gimp, Gio, GLib, GObject  # noqa: E402
 
 import dreamcore as core  # noqa: E402
 import kit  # noqa: E402
 
 PROCEDURE = "plug-in-luciddream"
+AGAIN = "plug-in-luciddream-again"
+AGAIN_NEW = "plug-in-luciddream-again-new-seed"
+TEST_ENGINE = "plug-in-luciddream-test-engine"
 ENGINE_JSON = os.path.join(HERE, "engine.json")
 RW = GObject.ParamFlags.READWRITE
 
@@ -60,7 +65,10 @@ def cached_offer() -> Optional[kit.Offer]:
 
 
 def build_procedure(plugin: Gimp.PlugIn, name: str) -> Gimp.Procedure:
-    """The PDB procedure: its menu place, the image types it accepts and its arguments (the dialog shows them)."""
+    """The PDB procedure: its menu place, the image types it accepts and its arguments (the dialog shows them).
+
+    Labels say what a control does to the picture and the tooltips say how; the dialog shows the artistic ones
+    first and the technical ones (dreamcore.ADVANCED) behind a fold."""
     proc = Gimp.ImageProcedure.new(plugin, name, Gimp.PDBProcType.PLUGIN, run, None)
     proc.set_image_types("RGB*, GRAY*")
     proc.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
@@ -70,57 +78,110 @@ def build_procedure(plugin: Gimp.PlugIn, name: str) -> Gimp.Procedure:
         "Dream ImageNet classes or network layers into the selection",
         "Grows hallucinated detail out of the pixels inside the selection (the whole layer when nothing is "
         "selected), guided by targets such as 'goldfish, peacock=0.5' or a layer preset. Pixels outside the "
-        "selection are never changed. The dreaming runs in the luciddream engine named in engine.json.",
+        "selection are never changed. The dialog's Preview dreams a small copy first; every result layer keeps "
+        "its settings (Lucid Dream Again remakes it). The dreaming runs in the luciddream engine named in "
+        "engine.json.",
         name)
     proc.set_attribution("luciddream", "luciddream", "2025")
-    proc.add_string_argument("targets", "_Targets", "ImageNet classes with optional weights, e.g. "
-                             "'goldfish, peacock=0.5', or layers such as 'layer:block6'; empty: the preset or "
-                             "the model's classic look", "", RW)
+    proc.add_string_argument("targets", "_Dream of", "What grows in the selection: ImageNet classes with optional "
+                             "weights ('goldfish, peacock=0.5') or network layers ('layer:block6'); empty: the "
+                             "layer preset below, or the model's classic look", "", RW)
     offer = cached_offer()
     if offer is None:   # no engine.json yet: only the targets; a run says to run install.py
         return proc
     d = core.default_options(offer)
     r = core.ranges(offer)
-    proc.add_choice_argument("preset", "_Layer preset", "A network layer to dream as well as the targets",
+    proc.add_choice_argument("preset", "_Layer look", "A network layer's look dreamed as well as the targets: "
+                             "early layers paint fine textures, later ones eyes, fur and object parts",
                              _choice(core.preset_choices(offer)), d.preset, RW)
-    proc.add_choice_argument("model", "_Model", "The network that dreams", _choice(core.model_choices(offer)),
-                             d.model, RW)
-    proc.add_int_argument("octaves", "_Octaves", "Scales to dream at, from small to full size", *r["octaves"],
-                          d.octaves, RW)
-    proc.add_int_argument("steps", "_Steps", "Steps per octave (0: each look's own)", *r["steps"], d.steps, RW)
-    proc.add_double_argument("strength", "St_rength", "Mean change per step, in 8-bit levels",
+    proc.add_choice_argument("look", "Class _look", "For classes alone: grow instances out of the photo's own "
+                             "shapes and colours, or paint one close-up picture of the class over it",
+                             _choice(core.look_choices(offer)), d.look, RW)
+    proc.add_double_argument("strength", "St_rength", "How hard each step pushes the pixels: higher values give "
+                             "bolder, more saturated dreams, lower ones keep more of the photo",
                              *map(float, r["strength"]), float(d.strength), RW)
-    proc.add_double_argument("detail-size", "_Detail size", "Growth between octaves: larger values dream larger "
-                             "shapes", *map(float, r["detail_size"]), float(d.detail_size), RW)
-    proc.add_choice_argument("look", "Class _look", "Class targets alone: grow instances out of the photo, or "
-                             "one picture of the class", _choice(core.look_choices(offer)), d.look, RW)
-    proc.add_int_argument("instance", "I_nstance size", "Class looks: size of one instance in image pixels",
-                          *r["instance"], d.instance, RW)
+    proc.add_double_argument("detail-size", "_Detail size", "How much larger each octave is than the one before: "
+                             "larger values dream larger shapes over the fine detail", *map(float, r["detail_size"]),
+                             float(d.detail_size), RW)
     proc.add_double_argument("class-strength", "_Class strength", "Grow look: how far the photo may change "
-                             "(0 = untouched, 1 = replaced)", *map(float, r["class_strength"]),
+                             "(0 keeps it untouched, 1 lets the class replace it)", *map(float, r["class_strength"]),
                              float(d.class_strength), RW)
-    proc.add_int_argument("tile", "T_ile size", "Largest window the network sees at once (memory vs. speed)",
-                          *r["tile"], d.tile, RW)
-    proc.add_int_argument("seed", "S_eed", "Same seed, same result on the same machine; -1 picks a new one",
-                          *r["seed"], d.seed, RW)
-    proc.add_choice_argument("device", "De_vice", "Where the engine computes", _choice(core.DEVICES), d.device,
+    proc.add_int_argument("instance", "I_nstance size", "Class looks: how large one grown fish, flower or face is, "
+                          "in image pixels", *r["instance"], d.instance, RW)
+    proc.add_int_argument("variations", "_Variations", "Dream this many versions with consecutive seeds, each in "
+                          "a new layer named by its seed; Cancel keeps the finished ones", *r["variations"], 1, RW)
+    proc.add_int_argument("seed", "S_eed", "The same seed gives the same dream on the same machine; -1 picks a new "
+                          "one each time (the result layer remembers it)", *r["seed"], d.seed, RW)
+    proc.add_layer_argument("guide-layer", "_Guide layer", "Dream toward the textures of this layer (any layer of an "
+                            "open image of the same colour model); none: no guide", True, RW)
+    proc.add_file_argument("guide-file", "Guide _file", "Dream toward the textures of this picture file (used when "
+                           "no guide layer is chosen)", Gimp.FileChooserAction.OPEN, True, None, RW)
+    proc.add_int_argument("octaves", "_Octaves", "Advanced: how many sizes the dream is grown at, from small to "
+                          "full size; more octaves give larger structures and take longer", *r["octaves"],
+                          d.octaves, RW)
+    proc.add_int_argument("steps", "_Steps", "Advanced: work per octave; more steps give stronger, more finished "
+                          "dreams (0: each look's own)", *r["steps"], d.steps, RW)
+    proc.add_int_argument("tile", "T_ile size", "Advanced: the largest window the network sees at once, a memory "
+                          "and speed setting that hardly changes the picture (0: automatic)", *r["tile"], d.tile, RW)
+    proc.add_choice_argument("model", "_Model", "Advanced: the network that dreams; each has its own textures",
+                             _choice(core.model_choices(offer)), d.model, RW)
+    proc.add_choice_argument("device", "De_vice", "Advanced: where the engine computes (a GPU is faster, the result "
+                             "is alike)", _choice(core.DEVICES), d.device, RW)
+    proc.add_choice_argument("output", "O_utput", "Advanced: a new layer above (the photo stays below) or this layer "
+                             "in one undo step; variations always get new layers", _choice(core.OUTPUTS), d.output,
                              RW)
-    proc.add_choice_argument("output", "O_utput", "Where the dream goes", _choice(core.OUTPUTS), d.output, RW)
     return proc
 
 
-ARGUMENTS = ["targets", "preset", "model", "octaves", "steps", "strength", "detail-size", "look", "instance",
-             "class-strength", "tile", "seed", "device", "output"]
+def build_again(plugin: Gimp.PlugIn, name: str) -> Gimp.Procedure:
+    """Lucid Dream Again (same seed: the same pixels) and Again, New Seed: the selected result layer's record."""
+    new_seed = name == AGAIN_NEW
+    proc = Gimp.ImageProcedure.new(plugin, name, Gimp.PDBProcType.PLUGIN, run_again, new_seed)
+    proc.set_image_types("RGB*, GRAY*")
+    proc.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
+    proc.set_menu_label("Lucid Dream Again, _New Seed" if new_seed else "Lucid Dream _Again")
+    proc.add_menu_path("<Image>/Filters/Artistic")
+    proc.set_documentation(
+        "Dream the selected result layer's settings again" + (" with a new seed" if new_seed else ""),
+        "Select a layer Lucid Dream made: its settings (kept on the layer, also in a saved .xcf) dream the same "
+        "layer and selection again into a new layer" + (", with another seed." if new_seed else ", with the same "
+        "seed, so the same pixels on this machine."), name)
+    proc.set_attribution("luciddream", "luciddream", "2025")
+    return proc
+
+
+def build_test_engine(plugin: Gimp.PlugIn, name: str) -> Gimp.Procedure:
+    """Lucid Dream: Test Engine, which starts the worker and says what it runs on."""
+    proc = Gimp.ImageProcedure.new(plugin, name, Gimp.PDBProcType.PLUGIN, run_test_engine, None)
+    proc.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.ALWAYS)
+    proc.set_menu_label("Lucid Dream: _Test Engine")
+    proc.add_menu_path("<Image>/Filters/Artistic")
+    proc.set_documentation("Start the Lucid Dream engine and show its version, device, models and speed",
+                           "Starts the engine named in engine.json, dreams a tiny picture and reports the engine's "
+                           "version, the device it computes on, the installed models and the seconds the dream "
+                           "took; a failure is one sentence that says how to fix it.", name)
+    proc.set_attribution("luciddream", "luciddream", "2025")
+    proc.add_string_return_value("report", "Report", "What the test found, one fact per line", "", RW)
+    return proc
+
+
+ARGUMENTS = ["targets", *core.ARTISTIC[1:], *core.ADVANCED]
+GUIDES = ("guide-layer", "guide-file")
+OPTIONS = [name for name in ARGUMENTS if name not in GUIDES]
 
 
 class LucidDream(Gimp.PlugIn):
     def do_query_procedures(self) -> List[str]:
-        return [PROCEDURE]
+        return [PROCEDURE, AGAIN, AGAIN_NEW, TEST_ENGINE]
 
     def do_set_i18n(self, name: str) -> bool:
         return False
 
     def do_create_procedure(self, name: str) -> Gimp.Procedure:
+        if name in (AGAIN, AGAIN_NEW):
+            return build_again(self, name)
+        if name == TEST_ENGINE:
+            return build_test_engine(self, name)
         return build_procedure(self, name)
 
 
@@ -130,15 +191,21 @@ def run(procedure: Gimp.Procedure, run_mode: Gimp.RunMode, image: Gimp.Image, dr
         config: Gimp.ProcedureConfig, data: Any) -> Gimp.ValueArray:
     """GIMP has already loaded the last-used values into `config` for INTERACTIVE and WITH_LAST_VALS runs and
     saves them again after a successful run, so "Repeat" and scripts need nothing extra here."""
+    session = Session()
     try:
         engine = kit.read_config(ENGINE_JSON)
         offer = kit.offer_from_config(engine, ENGINE_JSON)
         registered = {spec.name for spec in config.list_properties()}
         present = [name for name in ARGUMENTS if name in registered]   # all of them once engine.json was there
-        if run_mode == Gimp.RunMode.INTERACTIVE and not show_dialog(procedure, config, present):
-            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, None)
-        opts = core.options_from({name: config.get_property(name) for name in present}, offer)
-        return dream(procedure, image, drawables, opts, engine, offer)
+        if run_mode == Gimp.RunMode.INTERACTIVE:
+            from dialog import show_dialog   # GTK only for the dialog, never for scripts
+            if not show_dialog(sys.modules[__name__], procedure, config, present, image, drawables, engine, offer,
+                               session):
+                return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, None)
+        opts = options_of(config, present, offer)
+        layer = check_drawable(image, drawables)
+        guide = guide_from(config, image, registered)
+        return dream(procedure, image, layer, opts, engine, offer, guide, session)
     except kit.UserError as exc:
         return _error(procedure, str(exc))
     except Cancelled:
@@ -147,6 +214,12 @@ def run(procedure: Gimp.Procedure, run_mode: Gimp.RunMode, image: Gimp.Image, dr
         traceback.print_exc()
         return _error(procedure, f"Lucid Dream failed unexpectedly ({type(exc).__name__}: {exc}); the image was "
                                  f"not changed.")
+    finally:
+        session.close()
+
+
+def options_of(config: Gimp.ProcedureConfig, present: List[str], offer: kit.Offer) -> core.Options:
+    return core.options_from({name: config.get_property(name) for name in present if name not in GUIDES}, offer)
 
 
 def _error(procedure: Gimp.Procedure, message: str) -> Gimp.ValueArray:
@@ -154,16 +227,42 @@ def _error(procedure: Gimp.Procedure, message: str) -> Gimp.ValueArray:
     return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, error)
 
 
-def show_dialog(procedure: Gimp.Procedure, config: Gimp.ProcedureConfig, arguments: List[str]) -> bool:
-    """GIMP's own dialog for the procedure's arguments; GimpUi (GTK) is loaded only here, never for scripts."""
-    from gi.repository import GimpUi
-    GimpUi.init("luciddream")
-    dialog = GimpUi.ProcedureDialog.new(procedure, config, "Lucid Dream")
-    dialog.fill(arguments)
-    try:
-        return bool(dialog.run())
-    finally:
-        dialog.destroy()
+def log(message: str) -> None:
+    """One line on GIMP's terminal (what a user starting GIMP from a shell sees; the benchmark reads it)."""
+    print(f"luciddream: {message}", file=sys.stderr, flush=True)
+
+
+class Session:
+    """The engine for one run of the plug-in: spawned once (the dialog's previews warm it for the full dream),
+    forgotten when it fails (a killed worker), so the next request starts a new one."""
+
+    def __init__(self) -> None:
+        self.client: Any = None
+        self.info: Dict[str, Any] = {}
+        self.protocol: Any = None
+
+    def open(self, engine: kit.EngineConfig) -> Any:
+        if self.client is None:
+            self.protocol = import_protocol()
+            try:
+                client = open_engine(self.protocol, engine)
+                self.info = client.hello()
+            except self.protocol.WorkerError as exc:
+                raise kit.UserError(exc.message) from None
+            self.client = client
+        return self.client
+
+    def drop(self) -> None:
+        """Forget a client that failed (its worker is gone or confused); the next open() spawns a new one."""
+        client, self.client = self.client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:
+                pass
+
+    def close(self) -> None:
+        self.drop()
 
 
 def check_drawable(image: Gimp.Image, drawables: List[Gimp.Drawable]) -> Gimp.Layer:
@@ -199,8 +298,9 @@ def selection_bounds(image: Gimp.Image) -> Optional[kit.Rect]:
     return kit.Rect(x1, y1, x2 - x1, y2 - y1)
 
 
-def read(buffer: Gegl.Buffer, rect: kit.Rect, babl: str) -> bytes:
-    return bytes(buffer.get(Gegl.Rectangle.new(rect.x, rect.y, rect.width, rect.height), 1.0, babl,
+def read(buffer: Gegl.Buffer, rect: kit.Rect, babl: str, scale: float = 1.0) -> bytes:
+    """Pixels of `rect` (in the buffer's coordinates times `scale`: GEGL scales while it reads)."""
+    return bytes(buffer.get(Gegl.Rectangle.new(rect.x, rect.y, rect.width, rect.height), scale, babl,
                             Gegl.AbyssPolicy.NONE))
 
 
@@ -215,43 +315,132 @@ def prepare(image: Gimp.Image, layer: Gimp.Layer, opts: core.Options,
     return settings, targets, plan
 
 
-def dream(procedure: Gimp.Procedure, image: Gimp.Image, drawables: List[Gimp.Drawable], opts: core.Options,
-          engine: kit.EngineConfig, offer: kit.Offer) -> Gimp.ValueArray:
-    """Check everything, read, let the engine dream, then write once: any failure before the write leaves the
-    image exactly as it was, and GIMP's Cancel (it kills this process) does too, since the worker follows us.
+def layer_format(image: Gimp.Image, layer: Gimp.Layer, sample: Optional[str] = None) -> core.PixelFormat:
+    sample = sample or core.sample_for_precision(image.get_precision().value_nick)
+    return core.pixel_format(image.get_base_type() == Gimp.ImageBaseType.GRAY, layer.has_alpha(), sample)
+
+
+# --------------------------------------------------------------------------------------------- guides
+
+class Guide:
+    """A guide picture read for the engine: its pixels and layout, what the record says, and how to find it again."""
+
+    def __init__(self, pixels: bytes, width: int, height: int, fmt: core.PixelFormat, description: str,
+                 where: Dict[str, Any]) -> None:
+        self.wire = (pixels, width, height, fmt.channels, fmt.sample)
+        self.description = description
+        self.where = where
+
+
+def guide_from(config: Gimp.ProcedureConfig, image: Gimp.Image, registered: set) -> Optional[Guide]:
+    """The guide the arguments name: a layer of any open image first, else a picture file; None for neither."""
+    layer = config.get_property("guide-layer") if "guide-layer" in registered else None
+    if layer is not None:
+        return guide_of_layer(image, layer)
+    gfile = config.get_property("guide-file") if "guide-file" in registered else None
+    if gfile is not None and gfile.get_path():
+        return guide_of_file(image, gfile.get_path())
+    return None
+
+
+def guide_of_layer(image: Gimp.Image, layer: Gimp.Layer) -> Guide:
+    """A layer's pixels as the guide; its image must have this image's colour model (gray or RGB)."""
+    owner = layer.get_image()
+    name = layer.get_name()
+    if owner.get_base_type() == Gimp.ImageBaseType.INDEXED:
+        raise kit.UserError(f'The guide "{name}" belongs to an indexed image: convert it with Image › Mode › RGB '
+                            f'first.')
+    core.check_guide_mode(owner.get_base_type() == Gimp.ImageBaseType.GRAY,
+                          image.get_base_type() == Gimp.ImageBaseType.GRAY, name)
+    fmt = core.pixel_format(owner.get_base_type() == Gimp.ImageBaseType.GRAY, False, "u8")
+    width, height = layer.get_width(), layer.get_height()
+    pixels = read(layer.get_buffer(), kit.Rect(0, 0, width, height), fmt.babl)
+    return Guide(pixels, width, height, fmt, f'layer "{name}"', {"guide_layer": layer.get_tattoo()})
+
+
+def guide_of_file(image: Gimp.Image, path: str) -> Guide:
+    """A picture file as the guide (loaded as GIMP would open it, then closed again without a trace)."""
+    if not os.path.isfile(path):
+        raise kit.UserError(f'The guide file "{path}" does not exist: choose another picture.')
+    try:
+        loaded = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(path))
+    except Exception as exc:
+        raise kit.UserError(f'GIMP cannot open the guide file "{path}" ({exc}): choose a PNG or JPEG.') from None
+    if loaded is None:
+        raise kit.UserError(f'GIMP cannot open the guide file "{path}": choose a PNG or JPEG.')
+    try:
+        layers = loaded.get_layers()
+        if not layers:
+            raise kit.UserError(f'The guide file "{path}" holds no picture: choose another one.')
+        core.check_guide_mode(loaded.get_base_type() == Gimp.ImageBaseType.GRAY,
+                              image.get_base_type() == Gimp.ImageBaseType.GRAY, os.path.basename(path))
+        guide = guide_of_layer(image, layers[0])
+        return Guide(guide.wire[0], guide.wire[1], guide.wire[2],
+                     core.pixel_format(loaded.get_base_type() == Gimp.ImageBaseType.GRAY, False, "u8"),
+                     f'file "{os.path.basename(path)}"', {"guide_file": path})
+    finally:
+        loaded.delete()
+
+
+def guide_of_record(image: Gimp.Image, record: kit.Record) -> Optional[Guide]:
+    """The guide a result was dreamed with, found again (the layer by its tattoo, the file by its path)."""
+    where = record.extra.get("gimp") or {}
+    if where.get("guide_layer"):
+        layer = image.get_layer_by_tattoo(int(where["guide_layer"]))
+        if layer is None:
+            raise kit.UserError(f"The guide {record.guide} of this result is no longer in the image: dream it "
+                                f"anew with another guide.")
+        return guide_of_layer(image, layer)
+    if where.get("guide_file"):
+        return guide_of_file(image, str(where["guide_file"]))
+    return None
+
+
+# --------------------------------------------------------------------------------------------- dreaming
+
+def dream(procedure: Gimp.Procedure, image: Gimp.Image, layer: Gimp.Layer, opts: core.Options,
+          engine: kit.EngineConfig, offer: kit.Offer, guide: Optional[Guide], session: Session) -> Gimp.ValueArray:
+    """Check everything, read, let the engine dream, then write each result once: any failure before a write
+    leaves the image exactly as it was, and GIMP's Cancel (it kills this process) does too, since the worker
+    follows us; variations already written stay (each is its own layer and undo step).
 
     The values are checked against the cached offer before the engine starts (a typo fails at once), then again
     against the live one from the worker's hello, which is what the engine that dreams accepts."""
-    layer = check_drawable(image, drawables)
-    _, _, plan = prepare(image, layer, opts, offer)
-    sample = core.sample_for_precision(image.get_precision().value_nick)
-    fmt = core.pixel_format(image.get_base_type() == Gimp.ImageBaseType.GRAY, layer.has_alpha(), sample)
-    pixels, mask = read_region(image, layer, plan, fmt)
-
+    prepare(image, layer, opts, offer)
     Gimp.progress_init("Lucid Dream: starting the engine…")
-    protocol = import_protocol()
-    try:
-        client = open_engine(protocol, engine)
-    except protocol.WorkerError as exc:
-        raise kit.UserError(exc.message) from None
-    try:
-        live = kit.offer_from_hello(client.hello(), offer)
-        settings, targets, live_plan = prepare(image, layer, opts, live)
-        if live_plan != plan:   # the engine's context margin changed since install.py cached its offer
-            plan = live_plan
-            pixels, mask = read_region(image, layer, plan, fmt)
-        result = core.check_result(run_job(protocol, client, pixels, plan, fmt, mask, targets, settings), plan,
-                                   fmt)
-    except protocol.WorkerError as exc:
-        raise kit.UserError(exc.message) from None
-    finally:
-        client.close()
-    Gimp.progress_set_text("Lucid Dream: writing the result")
-    write(image, layer, plan, fmt, result, opts.output, core.layer_name(layer.get_name(), targets))
+    session.open(engine)
+    live = kit.offer_from_hello(session.info, offer)
+    settings, targets, plan = prepare(image, layer, opts, live)
+    records = core.records_for(opts, settings, targets, str(session.info.get("engine", "")), layer.get_name(),
+                               guide.description if guide else None)
+    extra = {"gimp": {"source": layer.get_tattoo(), **(guide.where if guide else {})}}
+    records = [dataclasses.replace(r, extra={**r.extra, **extra}) for r in records]
+    output = "new-layer" if len(records) > 1 else opts.output
+    dream_records(image, layer, plan, records, output, guide, session)
+    return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, None)
+
+
+def dream_records(image: Gimp.Image, layer: Gimp.Layer, plan: kit.Plan, records: List[kit.Record], output: str,
+                  guide: Optional[Guide], session: Session) -> None:
+    """Dream each record (a variation each) on the layer's region and write it with its record attached."""
+    fmt = layer_format(image, layer)
+    pixels, mask = read_region(image, layer, plan, fmt)
+    protocol = session.protocol
+    for index, record in enumerate(records):
+        what = f"variation {index + 1} of {len(records)}" if len(records) > 1 else "dreaming"
+        try:
+            result = core.check_result(run_job(protocol, session.client, pixels, plan, fmt, mask,
+                                               record.target_text, record.engine_settings(), guide, what), plan, fmt)
+        except protocol.WorkerError as exc:
+            session.drop()
+            raise kit.UserError(exc.message) from None
+        Gimp.progress_set_text("Lucid Dream: writing the result")
+        write(image, layer, plan, fmt, result, output, core.result_name(layer.get_name(), record, index,
+                                                                         len(records)), record)
+        Gimp.displays_flush()
+        log(f"{what} written" if len(records) > 1 else "result written")
     Gimp.progress_update(1.0)
     Gimp.progress_end()
-    Gimp.displays_flush()
-    return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, None)
 
 
 def read_region(image: Gimp.Image, layer: Gimp.Layer, plan: kit.Plan,
@@ -277,16 +466,18 @@ def open_engine(protocol: Any, engine: kit.EngineConfig) -> Any:
     """A protocol Client as engine.json (written by install.py) says: a `luciddream serve` or a spawned worker,
     started without GIMP's Python variables (kit.worker_env), as Krita starts it."""
     if engine.how == "connect":
-        return protocol.Client.connect(engine.url, engine.token)
+        return protocol.Client.connect(engine.url, engine.token, fingerprint=engine.fingerprint)
     return protocol.Client.spawn(engine.python, env=kit.worker_env())
 
 
 def run_job(protocol: Any, client: Any, pixels: bytes, plan: kit.Plan, fmt: core.PixelFormat,
-            mask: Optional[bytes], targets: Optional[str], settings: dict) -> bytes:
+            mask: Optional[bytes], targets: Optional[str], settings: dict, guide: Optional[Guide] = None,
+            what: str = "dreaming") -> bytes:
     try:
         region = plan.region
-        job = client.dream(pixels, region.width, region.height, fmt.channels, fmt.sample, mask, targets, settings)
-        Gimp.progress_set_text("Lucid Dream: dreaming")
+        job = client.dream(pixels, region.width, region.height, fmt.channels, fmt.sample, mask, targets, settings,
+                           guide=guide.wire if guide else None)
+        Gimp.progress_set_text(f"Lucid Dream: {what}")
         for event in job.events():
             Gimp.progress_update(max(0.0, min(1.0, event.fraction)))
             Gimp.progress_set_text(core.progress_text(event.message, event.octave, event.octaves))
@@ -296,9 +487,9 @@ def run_job(protocol: Any, client: Any, pixels: bytes, plan: kit.Plan, fmt: core
 
 
 def write(image: Gimp.Image, layer: Gimp.Layer, plan: kit.Plan, fmt: core.PixelFormat, result: bytes,
-          output: str, new_name: str) -> None:
+          output: str, new_name: str, record: Optional[kit.Record] = None) -> Gimp.Layer:
     """One undo step: the shadow buffer merged through the selection (GIMP blends soft edges), on this layer or on
-    a copy inserted just above it."""
+    a copy inserted just above it, with the record of its settings attached (kept in a saved .xcf)."""
     image.undo_group_start()
     target = layer
     try:
@@ -312,12 +503,111 @@ def write(image: Gimp.Image, layer: Gimp.Layer, plan: kit.Plan, fmt: core.PixelF
         shadow.flush()
         target.merge_shadow(True)
         target.update(r.x, r.y, r.width, r.height)
+        if record is not None:
+            attach_record(target, record)
     except Exception:
         if target is not layer:
             image.remove_layer(target)
         raise
     finally:
         image.undo_group_end()
+    return target
+
+
+PARASITE_FLAGS = getattr(Gimp, "PARASITE_PERSISTENT", 1) | getattr(Gimp, "PARASITE_UNDOABLE", 2)
+
+
+def attach_record(layer: Gimp.Layer, record: kit.Record) -> None:
+    """The record as a persistent parasite: saved in the .xcf, undone with the layer."""
+    layer.attach_parasite(Gimp.Parasite.new(kit.RECORD_KEY, PARASITE_FLAGS, list(record.to_json().encode("utf-8"))))
+
+
+def record_of(layer: Gimp.Layer) -> kit.Record:
+    """The record on a result layer, or one sentence saying why there is none."""
+    parasite = layer.get_parasite(kit.RECORD_KEY)
+    data = bytes(parasite.get_data()) if parasite is not None else None
+    return kit.parse_record(data, f'the layer "{layer.get_name()}"')
+
+
+# --------------------------------------------------------------------------------------------- again, test
+
+def run_again(procedure: Gimp.Procedure, run_mode: Gimp.RunMode, image: Gimp.Image,
+              drawables: List[Gimp.Drawable], config: Gimp.ProcedureConfig, new_seed: Any) -> Gimp.ValueArray:
+    """The selected result layer's settings dreamed again on the layer it came from (found by its tattoo; the
+    result itself when that layer is gone), through the current selection, into a new layer."""
+    session = Session()
+    try:
+        engine = kit.read_config(ENGINE_JSON)
+        offer = kit.offer_from_config(engine, ENGINE_JSON)
+        if len(drawables) != 1:
+            raise kit.UserError("Select exactly one layer that Lucid Dream made (several or none are selected).")
+        result_layer = drawables[0]
+        record = kit.again(record_of(result_layer), bool(new_seed))
+        source_tattoo = (record.extra.get("gimp") or {}).get("source")
+        source = image.get_layer_by_tattoo(int(source_tattoo)) if source_tattoo else None
+        layer = check_drawable(image, [source or result_layer])
+        guide = guide_of_record(image, record)
+        Gimp.progress_init("Lucid Dream: starting the engine…")
+        session.open(engine)
+        live = kit.offer_from_hello(session.info, offer)
+        live.check_settings({k: v for k, v in record.settings.items() if k in live.ranges or k in ("model", "look")})
+        _, off_x, off_y = layer.get_offsets()
+        plan = kit.plan_region(layer.get_width(), layer.get_height(), off_x, off_y, selection_bounds(image),
+                               live.context, f'the layer "{layer.get_name()}"')
+        dream_records(image, layer, plan, [record], "new-layer", guide, session)
+        return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, None)
+    except kit.UserError as exc:
+        return _error(procedure, str(exc))
+    except Cancelled:
+        return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, None)
+    except Exception as exc:
+        traceback.print_exc()
+        return _error(procedure, f"Lucid Dream Again failed unexpectedly ({type(exc).__name__}: {exc}); the image "
+                                 f"was not changed.")
+    finally:
+        session.close()
+
+
+def engine_report(engine: kit.EngineConfig) -> Tuple[bool, List[str]]:
+    """(worked, lines) of Test Engine: start the worker, say hello, time a tiny dream."""
+    session = Session()
+    try:
+        started = time.monotonic()
+        session.open(engine)
+        pixels, width, height, channels, sample = kit.tiny_image()
+        dreamed = time.monotonic()
+        job = session.client.dream(pixels, width, height, channels, sample, None, kit.TINY_TARGETS,
+                                   dict(kit.TINY_SETTINGS))
+        job.result(timeout=300)
+        seconds = time.monotonic() - dreamed
+        lines = kit.report_lines(session.info, seconds, engine.url or engine.python or "")
+        lines.append(f"Starting the engine took {dreamed - started:.2f} s.")
+        return True, lines
+    except kit.UserError as exc:
+        return False, [kit.failure_line(str(exc))]
+    except Exception as exc:
+        message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+        return False, [kit.failure_line(message)]
+    finally:
+        session.close()
+
+
+def run_test_engine(procedure: Gimp.Procedure, run_mode: Gimp.RunMode, image: Optional[Gimp.Image],
+                    drawables: List[Gimp.Drawable], config: Gimp.ProcedureConfig, data: Any) -> Gimp.ValueArray:
+    try:
+        engine = kit.read_config(ENGINE_JSON)
+    except kit.UserError as exc:
+        return _error(procedure, kit.failure_line(str(exc)))
+    worked, lines = engine_report(engine)
+    text = "\n".join(lines)
+    if run_mode == Gimp.RunMode.INTERACTIVE:
+        Gimp.message(text)
+    if not worked:
+        return _error(procedure, text)
+    values = procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, None)
+    values.remove(1)
+    values.insert(1, GObject.Value(GObject.TYPE_STRING, text))
+    return values
 
 
 if __name__ == "__main__":

@@ -162,6 +162,8 @@ def run_case():
             new = layers[0]
             report["new_offsets"] = list(new.get_offsets()[1:])
             report["new_size"] = [new.get_width(), new.get_height()]
+            parasite = new.get_parasite("luciddream-record")   # the settings record (kit/record.py)
+            report["new_record"] = bytes(parasite.get_data()).decode("utf-8") if parasite is not None else None
             save("new.bin", get(new, fmt))
         if JOB.get("gui"):
             settings = os.path.join(Gimp.directory(), "plug-in-settings",
