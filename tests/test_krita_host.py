@@ -309,6 +309,10 @@ def test_guide_from_a_layer_and_a_cmyk_guide_is_refused(loop_run):
     assert guide["outcome"] == "done" and guide["added"] == 1, guide
     assert guide["record_guide"] == "Guide stripes" and "guided by Guide stripes" in guide["layer"]
     assert not cmyk["started"] and cmyk["unchanged"] and "CMYK" in cmyk["status"], cmyk
+    picture = report["loop_guide_file"]           # a picture file: read through Qt, shrunk to the engine's 448
+    assert picture["loaded"] and picture["kind"] == "file", picture
+    assert picture["size"] == [448, 224, 448 * 224 * 4] and picture["first_pixel"] == [20, 160, 90, 255]
+    assert picture["bad"] is False and "cannot be read" in picture["status"]
 
 
 def test_refusals_empty_selection_killed_worker_closed_document(loop_run):

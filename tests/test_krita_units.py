@@ -709,3 +709,135 @@ def test_session_dreams_through_a_real_worker_then_cancels(tmp_path, quiet_env):
         assert [n.name() for n in doc.nodes] == names and not ses.running
     finally:
         ses.close()
+
+
+# ------------------------------------------------------------------------------------------ the artist's loop
+
+class FakeGroup(FakeNode):
+    def __init__(self, doc: "FakeDoc", name: str) -> None:
+        super().__init__(doc, name, "grouplayer")
+
+    def addChildNode(self, node, above):
+        i = self.children.index(above) + 1 if above is not None else len(self.children)
+        self.children.insert(i, node)
+        return True
+
+
+class LoopDoc(FakeDoc):
+    """A FakeDoc with what the loop needs: group layers and annotations (kept as bytes, as a .kra keeps them)."""
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.annotations: dict = {}
+
+    def createGroupLayer(self, name): return FakeGroup(self, name)
+    def annotationTypes(self): return list(self.annotations)
+    def annotation(self, key): return self.annotations.get(key, b"")
+
+    def setAnnotation(self, key, description, data):
+        self.annotations[key] = bytes(data)
+
+
+def loop_doc(w: int = 64, h: int = 48):
+    doc = LoopDoc(w=w, h=h)
+    layer = FakeNode(doc, "Background")
+    rng = random.Random(5)
+    layer.data = bytearray(rng.randrange(256) for _ in range(len(layer.data)))
+    doc.nodes.append(layer)
+    doc.sel = FakeSelection(w, h, (16, 12, 24, 16))
+    doc.active = layer
+    return doc, layer
+
+
+def test_shrink_picks_whole_pixels_and_display_makes_8_bit_rgba():
+    data = bytes(range(4 * 4 * 2))                    # 4×4 pixels of 2 bytes
+    small = px.shrink(data, 4, 4, 2, 2, 2)
+    assert small == bytes([0, 1, 4, 5, 16, 17, 20, 21])
+    assert px.display_rgba8(bytes([1, 2, 3, 4]), 4, "u8", 1) == bytes([1, 2, 3, 4])
+    assert px.display_rgba8(struct.pack("=2H", 0xFF00, 0x8000), 2, "u16", 1) == bytes([255, 255, 255, 128])
+    assert px.display_rgba8(struct.pack("=4f", 0.5, 2.0, -1.0, 1.0), 4, "f32", 1) == bytes([128, 255, 0, 255])
+
+
+def test_records_are_annotations_keyed_by_the_layer_and_refusals_are_sentences():
+    doc, layer = loop_doc()
+    record = kit.make_record("class:1, layer:block10=0.5", {"octaves": 2, "seed": 9}, 9, "0.1.0")
+    document.write_record(doc, layer, record.to_json())
+    assert list(doc.annotations) == [f"{kit.RECORD_KEY}/{document.uid_text(layer)}"]
+    assert document.read_record(doc, layer) == record
+    other = FakeNode(doc, "Painted by hand")
+    with pytest.raises(kit.UserError, match='"Painted by hand" holds no Lucid Dream settings'):
+        document.read_record(doc, other)
+    with pytest.raises(kit.UserError, match="Select a layer that Lucid Dream made"):
+        document.read_record(doc, None)
+
+
+def test_choices_come_back_from_krita_rows_or_from_the_targets():
+    record = kit.make_record("class:1, layer:block10=0.5", {}, 1)
+    rows = targets.choices_from_record(record)
+    assert [c.spec for c in rows] == ["class:1", "layer:block10=0.5"] and rows[0].label == "goldfish"
+    listed = [["class", "1", "my fish", 2.0]]
+    assert targets.choices_from_record(record, listed) == [targets.Choice("class", "1", "my fish", 2.0)]
+    from_gimp = kit.make_record("goldfish=0.5", {}, 1)               # GIMP records class names
+    assert [c.spec for c in targets.choices_from_record(from_gimp)] == ["class:1=0.5"]
+    with pytest.raises(kit.UserError, match="not an ImageNet class"):
+        targets.choices_from_record(kit.make_record("no such thing", {}, 1))
+
+
+def test_loop_settings_are_checked_and_kept():
+    store = FakeSettings()
+    chosen = replace(settings.defaults(OFFER), variations=7, full_after_preview=True, advanced=True)
+    settings.save(store, chosen)
+    assert settings.load(store, OFFER) == chosen
+    bad = settings.with_changes(chosen, {"variations": 99, "advanced": "yes"}, OFFER)
+    assert (bad.variations, bad.advanced) == (7, True)
+
+
+def test_session_preview_variations_and_again_through_a_real_worker(tmp_path, quiet_env):
+    """Preview adds no layer; two variations go into one group with their records; Again on the first one makes
+    the same pixels; a closed document drops the result with a sentence."""
+    eng = engine.Engine(write_config(tmp_path, python=str(VENV_PYTHON)), spawn_env=quiet_env)
+    doc, layer = loop_doc()
+    loop = GuiLoop()
+    ses = session.Session(FakeApp(doc), eng, loop.post)
+    ended, shown = [], []
+    ses.finished.connect(lambda outcome, message: ended.append((outcome, message)))
+    ses.preview_ready.connect(shown.append)
+    ses.update(steps=2, octaves=1, tile=0, seed=3)
+    ses.add_preset("textures")
+    try:
+        assert ses.preview(), ses.status
+        assert ses.preview()                                            # supersedes the first
+        assert loop.run_until(lambda: ended), "the preview did not finish"
+        assert ended == [("preview", ended[0][1])] and ses.superseded_previews == 1, ended
+        assert len(shown) == 1 and len(shown[0].rgba) == shown[0].width * shown[0].height * 4
+        assert [n.name() for n in doc.nodes] == ["Background"]          # a preview never touches the document
+
+        ended.clear()
+        assert ses.variations(2), ses.status
+        assert loop.run_until(lambda: ended), "the variations did not finish"
+        assert ended[0][0] == "done", ended
+        group = doc.nodes[1]
+        assert group.name() == "Dream: block3 (2 variations)"
+        assert [c.name() for c in group.children] == ["Dream: block3 (seed 3, 1/2)", "Dream: block3 (seed 4, 2/2)"]
+        first = group.children[0]
+        assert document.read_record(doc, first).seed == 3 and document.read_record(doc, group.children[1]).seed == 4
+
+        ended.clear()
+        ses.update(seed=77)
+        ses.clear_targets()
+        doc.active = first
+        assert ses.again(), ses.status
+        assert loop.run_until(lambda: ended) and ended[0][0] == "done", ended
+        again = ses.last_layer
+        assert again.name() == "Dream: block3 (seed 3)" and bytes(again.data) == bytes(first.data)
+        assert ses.settings.seed == 3 and [c.spec for c in ses.targets] == ["layer:block3"]
+
+        ended.clear()
+        doc.active = layer
+        app_docs = ses.app
+        assert ses.dream(), ses.status
+        app_docs.doc = None                                             # the document is closed meanwhile
+        assert loop.run_until(lambda: ended)
+        assert ended[0] == ("error", "The document was closed while dreaming, so the dream was not added.")
+    finally:
+        ses.close()

@@ -13,8 +13,10 @@ from krita import Krita, Selection
 
 try:
     from PyQt5.QtCore import QTimer
+    from PyQt5.QtGui import QColor, QImage
 except ImportError:  # Krita 6
     from PyQt6.QtCore import QTimer
+    from PyQt6.QtGui import QColor, QImage
 
 SMALL = {"steps": 2, "octaves": 1, "tile": 0, "step_size": 4.0}
 
@@ -258,6 +260,17 @@ def loop_guide(driver):
         started = d.dream()
         driver.report["loop_guide_cmyk"] = {"started": started, "status": d.status_label.text(),
                                             "unchanged": driver.state(doc) == state}
+        picture = os.path.join(driver.out, "guide.png")   # a picture file as the guide, read through Qt
+        image = QImage(600, 300, QImage.Format.Format_RGB32)
+        image.fill(QColor(20, 160, 90))
+        image.save(picture)
+        loaded = d.choose_guide_file(picture)
+        chosen = _session(driver).guide
+        driver.report["loop_guide_file"] = {
+            "loaded": loaded, "kind": chosen.kind if chosen else None,
+            "size": [chosen.pixels.width, chosen.pixels.height, len(chosen.pixels.pixels)] if loaded else None,
+            "first_pixel": list(chosen.pixels.pixels[:4]) if loaded else None,
+            "bad": d.choose_guide_file(os.path.join(driver.out, "missing.png")), "status": d.status_label.text()}
         d.guide_combo.setCurrentIndex(0)
         d._on_guide(0)
     _once(driver, finished)
@@ -387,3 +400,77 @@ def loop_screenshot(driver):
 STEPS = {f.__name__: f for f in (loop_setup, loop_preview, loop_variations, loop_again, loop_guide,
                                  loop_empty_selection, loop_killed_preview, loop_closed_document, loop_test_engine,
                                  loop_save_reopen, loop_screenshot)}
+
+
+# ------------------------------------------------------------------------------------------- benchmarks/krita_loop.py
+
+def bench_setup(driver):
+    """The benchmark's picture (spec "bench": {"image": PNG path, "selection": [x, y, w, h]}) opened and shown."""
+    bench = driver.spec["bench"]
+    app = Krita.instance()
+    app.setBatchmode(True)
+    doc = app.openDocument(bench["image"])
+    doc.setBatchmode(True)
+    layer = doc.topLevelNodes()[0]
+    sel = Selection()
+    sel.select(*bench["selection"], 255)
+    doc.setSelection(sel)
+    driver.loop = {"doc": doc, "source": layer}
+
+    def shown(doc, layer):
+        d = driver.docker
+        d.test_button.click()   # starts the worker and loads the default model: what follows is warm
+        _once(driver, lambda outcome, message: driver.report.__setitem__("bench_engine", [outcome, message]))
+    driver.later(driver._show_document, doc, layer, shown)
+    return "wait"
+
+
+def _bench_look(driver, name, targets):
+    """Preview twice (the first also loads what this look needs), then the full dream: click-to-shown seconds."""
+    d, session = driver.docker, _session(driver)
+    d.clear_targets()
+    for kind, value in targets:
+        if kind == "class":
+            d.search_edit.setText(value)
+            d.add_selected_class()
+        else:
+            d.preset_combo.setCurrentIndex(d.preset_combo.findData(value))
+            d.add_preset()
+    figures = driver.report.setdefault("bench", {}).setdefault(name, {})
+    runs = [("preview_first", d.preview), ("preview", d.preview), ("full", d.dream)]
+
+    def step(index):
+        if index == len(runs):
+            QTimer.singleShot(0, driver.next)
+            return
+        label, click = runs[index]
+        t0 = time.time()
+
+        def done(outcome, message):
+            figures[label] = {"seconds": round(time.time() - t0, 2), "outcome": outcome, "message": message}
+            if session.last_preview is not None and label.startswith("preview"):
+                figures[label]["size"] = [session.last_preview.width, session.last_preview.height]
+            driver.later(step, index + 1, ms=200)
+            return "wait"
+        _once(driver, done)
+        click()
+    step(0)
+    return "wait"
+
+
+def bench_layer(driver):
+    return _bench_look(driver, "layer look (classic)", [("preset", "classic")])
+
+
+def bench_class(driver):
+    return _bench_look(driver, "class look (grow, tabby)", [("class", "tabby")])
+
+
+def bench_screenshot(driver):
+    d = driver.docker
+    d.show()
+    d.raise_()
+    driver.report["bench_screenshot"] = bool(d.grab().save(os.path.join(driver.out, "docker-bench.png")))
+
+
+STEPS.update({f.__name__: f for f in (bench_setup, bench_layer, bench_class, bench_screenshot)})
