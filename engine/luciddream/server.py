@@ -27,6 +27,7 @@ import collections
 import hashlib
 import hmac
 import ipaddress
+import logging
 import os
 import re
 import secrets
@@ -231,8 +232,10 @@ class Engine:
     """What the handlers share: limits, token, the runners (one per device) and the jobs by name."""
 
     def __init__(self, token: Optional[str], limits: P.Limits, max_waiting: int, spool_dir: Optional[str] = None,
-                 loopback: bool = True) -> None:
+                 loopback: bool = True, header_s: float = HEADER_S, body_s: float = BODY_S) -> None:
         self.token = token
+        self.header_s = header_s
+        self.body_s = body_s
         self.limits = limits
         self.max_waiting = max_waiting
         self.spool_dir = spool_dir
@@ -387,14 +390,14 @@ class App:
         if length > limits.max_frame:
             return _refusal(413, P.TOO_LARGE, f"The request is {length} bytes, more than the {limits.max_frame} this "
                                               f"server accepts: dream a smaller selection.")
-        deadline = time.monotonic() + BODY_S + length / BODY_RATE
+        allowed = engine.body_s + length / BODY_RATE
+        deadline = time.monotonic() + allowed
         try:
             return await self._read_job(request, client, request.content, length, deadline)
         except asyncio.TimeoutError:
-            log(f"{client} POST /v1/dream: the body did not arrive in time ({length} bytes, "
-                f"{BODY_S + length / BODY_RATE:.0f} s); dropped")
-            return _refusal(408, P.BAD_REQUEST, f"The request body did not arrive within "
-                                                f"{BODY_S + length / BODY_RATE:.0f} seconds.")
+            log(f"{client} POST /v1/dream: the body did not arrive in time ({length} bytes, {allowed:.0f} s); "
+                f"dropped")
+            return _refusal(408, P.BAD_REQUEST, f"The request body did not arrive within {allowed:.0f} seconds.")
 
     async def _read_job(self, request: Any, client: str, content: Any, length: int, deadline: float) -> Any:
         engine = self.engine
@@ -468,6 +471,7 @@ class App:
                 runner.release()
                 job.drop()
         engine.jobs[job.name] = (job, runner)
+        request.protocol.streaming = True
         try:
             return await self._stream(request, job, runner)
         finally:
@@ -481,6 +485,8 @@ class App:
         response.force_close()
         last: Optional[Tuple[Dict[str, Any], Tuple[Any, ...]]] = None
         try:
+            if request.protocol.eof_seen:   # it hung up while its job was being taken in
+                raise ConnectionResetError("the client hung up")
             await response.prepare(request)
             while True:
                 try:
@@ -507,7 +513,7 @@ class App:
     async def _write(self, response: Any, parts: List[Any]) -> None:
         size = sum(memoryview(p).nbytes for p in parts)
         await asyncio.wait_for(response.write(b"".join(parts) if size <= CHUNK else _joined(parts)),
-                               BODY_S + size / BODY_RATE)
+                               self.engine.body_s + size / BODY_RATE)
 
 
 def _joined(parts: List[Any]) -> bytes:
@@ -525,6 +531,8 @@ def _protocol_class(max_connections: int) -> Any:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.bodies: List[Any] = []   # the request bodies of this connection (one: we close after each)
+            self.eof_seen = False         # the client has half-closed
+            self.streaming = False        # a job's frames are being streamed to it
             make_request = self._request_factory
 
             def remember(message: Any, payload: Any, *rest: Any) -> Any:
@@ -539,18 +547,45 @@ def _protocol_class(max_connections: int) -> Any:
                 transport.close()
 
         def eof_received(self) -> Any:
-            # The bodies still arriving, also of a request parsed but not yet handed to its handler (data and the
-            # half-close can come in one read).
-            bodies = self.bodies + [payload for _, payload in getattr(self, "_messages", ())]
-            open_bodies = [body for body in bodies if not body.is_eof()]
-            for body in open_bodies:
-                body.feed_eof()
-            return True if open_bodies else None   # None: asyncio closes, and aiohttp cancels the handler
+            # Until a job's stream starts, a half-close only means "that was all I send": bodies still arriving end
+            # there (also one parsed but not yet handed to its handler: data and the half-close can come in one
+            # read) and the answer still goes out. Once a job streams, it means the client has gone.
+            self.eof_seen = True
+            if self.streaming:
+                return None   # asyncio closes the connection, and aiohttp cancels the handler
+            for body in self.bodies + [payload for _, payload in getattr(self, "_messages", ())]:
+                if not body.is_eof():
+                    body.feed_eof()
+            return True
 
     return _Protocol
 
 
-def _make_web_server(app: App, max_connections: int) -> Any:
+class _OneLine(logging.Formatter):
+    """aiohttp's own messages (a request its parser refused, an error in a handler) as one clean line each: the
+    exception's type and first line, never a traceback or raw bytes from the client."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            first = (str(exc).strip().splitlines() or [""])[0]
+            text += f" ({type(exc).__name__}{': ' + first if first else ''})"
+        return f"{LOG} {clean(text, 200)}"
+
+
+def _http_logger() -> logging.Logger:
+    logger = logging.getLogger("luciddream.serve.http")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_OneLine())
+        logger.addHandler(handler)
+        logger.propagate = False
+        logger.setLevel(logging.WARNING)
+    return logger
+
+
+def _make_web_server(app: App, max_connections: int, header_s: float) -> Any:
     web = _web()
     protocol = _protocol_class(max_connections)
 
@@ -558,7 +593,8 @@ def _make_web_server(app: App, max_connections: int) -> Any:
         def __call__(self) -> Any:
             return protocol(self, loop=self._loop, **self._kwargs)
 
-    server = _WebServer(app, handler_cancellation=True, keepalive_timeout=HEADER_S, access_log=None,
+    server = _WebServer(app, handler_cancellation=True, keepalive_timeout=header_s, access_log=None,
+                        logger=_http_logger(),
                         max_line_size=8190, max_field_size=8190, lingering_time=5.0)
     app.web_server = server
     return server
@@ -668,9 +704,9 @@ class Server:
         self._stopped = asyncio.Event()
         app = App(self.engine, self.max_connections)
         app.loop = loop
-        web_server = _make_web_server(app, self.max_connections)
+        web_server = _make_web_server(app, self.max_connections, self.engine.header_s)
         server = await loop.create_server(web_server, sock=self.socket, ssl=self.context,
-                                          ssl_handshake_timeout=HEADER_S if self.context else None,
+                                          ssl_handshake_timeout=self.engine.header_s if self.context else None,
                                           backlog=1024)
         if ready is not None:
             ready.set()
@@ -688,7 +724,8 @@ class Server:
 def make_server(host: str = "127.0.0.1", port: int = 0, token: Optional[str] = None,
                 limits: P.Limits = P.DEFAULT_LIMITS, max_waiting: int = 4,
                 max_connections: int = MAX_CONNECTIONS, certfile: Optional[str] = None,
-                keyfile: Optional[str] = None, insecure: bool = False, spool_dir: Optional[str] = None) -> Server:
+                keyfile: Optional[str] = None, insecure: bool = False, spool_dir: Optional[str] = None,
+                header_s: float = HEADER_S, body_s: float = BODY_S) -> Server:
     """A ready (bound, not yet serving) server; refuses a non-loopback address without a token, and without TLS
     unless `insecure`."""
     from .errors import DreamError
@@ -715,7 +752,10 @@ def make_server(host: str = "127.0.0.1", port: int = 0, token: Optional[str] = N
     except OSError as exc:
         raise DreamError(f"Cannot listen on {host}:{port} ({exc.strerror or exc}): pick another --port or "
                          f"--host.") from None
-    engine = Engine(token, limits, max_waiting, spool_dir, loopback)
+    if not (0 < header_s <= 3600 and 0 < body_s <= 3600):
+        raise DreamError(f"--header-timeout and --body-timeout must be seconds between 0 and 3600, not {header_s:g} "
+                         f"and {body_s:g}.")
+    engine = Engine(token, limits, max_waiting, spool_dir, loopback, header_s, body_s)
     return Server(sock, engine, max(1, max_connections), context, certfile)
 
 
@@ -746,6 +786,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-pixels", type=int, default=P.Limits().max_pixels,
                    help=f"largest image accepted, in pixels (default {P.Limits().max_pixels})")
     p.add_argument("--spool-dir", help="folder for queued jobs' pixels (default: the system's temporary folder)")
+    p.add_argument("--header-timeout", type=float, default=HEADER_S,
+                   help=f"seconds a connection has to send its whole request head, token included (default "
+                        f"{HEADER_S:g}); slower ones are closed")
+    p.add_argument("--body-timeout", type=float, default=BODY_S,
+                   help=f"seconds a request body has to arrive whole, plus one per MiB (default {BODY_S:g}); slower "
+                        f"ones are answered 408")
 
 
 def device_words() -> str:
@@ -785,7 +831,7 @@ def run(args: argparse.Namespace) -> int:
         os.environ[NO_DOWNLOADS_ENV] = "1"
     server = make_server(args.host, args.port, token, P.Limits(max_pixels=max(1, args.max_pixels)),
                          max(0, args.queue), args.max_connections, args.certfile, args.keyfile, args.insecure,
-                         args.spool_dir)
+                         args.spool_dir, args.header_timeout, args.body_timeout)
     tls = f"TLS on, certificate SHA-256 {server.fingerprint}" if server.context else "TLS off"
     if not server.context and not server.engine.loopback:
         log(f"warning: plain HTTP on {args.host} (--insecure): the token and the pictures travel in clear text; "

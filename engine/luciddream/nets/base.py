@@ -51,6 +51,18 @@ class ModelSpec:
         return self.describe(self)
 
 
+NO_DOWNLOADS_ENV = "LUCIDDREAM_NO_DOWNLOADS"  # set by `luciddream serve` unless it runs with --allow-downloads
+
+
+def refuse_download(model: str) -> None:
+    """Where weights would be downloaded: a DreamError instead when this process may not download (a server whose
+    client asked for a model it lacks). The sentence names no path: it goes to a remote client."""
+    if os.environ.get(NO_DOWNLOADS_ENV):
+        raise DreamError(f"The {model} weights are not on this server, and it downloads nothing at a client's "
+                         f"request: run `luciddream dream --model {model}` on the server once, or start "
+                         f"`luciddream serve` with --allow-downloads.")
+
+
 def always_available(spec: ModelSpec) -> str | None:
     """The `check` of a network that needs nothing beyond torch."""
     return None

@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import DreamError
-from .base import DreamNet, ModelSpec, always_available, deepest_stage, fold_batch_norm, load_matching, read_state_dict
+from .base import (DreamNet, ModelSpec, always_available, deepest_stage, fold_batch_norm, load_matching,
+                   read_state_dict, refuse_download)
 
 # torchvision's file: its name carries the first 8 hex digits of the SHA-256 below. The full digest is the one a
 # public project records for this very file (torchvision GoogLeNet_Weights.IMAGENET1K_V1); it agrees with that prefix.
@@ -201,6 +202,7 @@ def weights_file(url: str | None = None, sha256: str | None = None) -> Path:
     dest = cached_path(sha256)
     if dest.exists() and file_sha256(dest) == sha256:
         return dest
+    refuse_download("googlenet")
     return download(url, sha256, dest)
 
 

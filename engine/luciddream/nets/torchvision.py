@@ -32,7 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import DreamError
-from .base import LOGITS, DreamNet, ModelSpec, deepest_stage, fold_batch_norm, load_matching, read_state_dict
+from .base import (LOGITS, DreamNet, ModelSpec, deepest_stage, fold_batch_norm, load_matching, read_state_dict,
+                   refuse_download)
 
 FLATTEN = "<flatten>"    # a step of a plan that is torch.flatten(x, 1), not a child module
 
@@ -142,6 +143,8 @@ def _pretrained(tv: ModuleType, name: str) -> nn.Module:
     had = path.exists()
     by_hand = (f"download {url} by hand and place it at {path}, or pass it with --weights PATH (Python: "
                f"weights=PATH)")
+    if not had:
+        refuse_download(name)
     try:
         return getattr(tv.models, name)(weights="DEFAULT")
     except Exception as exc:
