@@ -16,11 +16,11 @@ from .record import SEED_RANGE, Record
 
 PREVIEW_SIDE = 192          # the working size's longer side, in pixels (a smaller region is not enlarged)
 PREVIEW_OCTAVES = 2         # layer looks: at most this many octaves
-PREVIEW_STEPS = {"layer": 6, "grow": 12, "object": 12}   # steps per octave, by look (Record.look's words)
+PREVIEW_STEPS = {"layer": 6, "grow": 8, "object": 8}   # steps per octave, by look (Record.look's words)
 CLASS_OCTAVES = 1           # class looks: one octave at the working size
 MIN_INSTANCE = 32           # the engine's smallest instance size (settings.RANGES)
 NET_INPUT = 224             # the class looks work where one instance is the network's input size...
-CLASS_WORK = 256            # ...so a preview caps that working picture's longer side here (its instances grow)
+CLASS_WORK = 224            # ...so a preview caps that working picture's longer side here (its instances grow)
 MAX_VARIATIONS = 16
 
 

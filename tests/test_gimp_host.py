@@ -146,7 +146,8 @@ def run_gimp(root: Path, home: str, folder: Path, job: Dict[str, Any], timeout: 
                f'LUCIDDREAM_GIMP_JOB={SHARE}/job.json LUCIDDREAM_TEST_TAG="$2" GIMP_GUI={host.gui} '
                f'timeout -k 5 {timeout} ')
     if gui:
-        script += f'env BATCH={SHARE}/{batch.name} sh {SHARE}/{driver}'
+        steps = job.get("loop_steps", "preview,cancel")   # gimp_gui_loop.sh's user
+        script += f'env BATCH={SHARE}/{batch.name} LOOP_STEPS={steps} sh {SHARE}/{driver}'
         shutil.copy(REPO / "tests" / "hosts" / driver, folder / driver)
     else:
         script += (f'{host.console} -i -n -d {no_fonts}--batch-interpreter python-fu-eval '
@@ -564,3 +565,32 @@ def test_the_artists_loop_in_one_gimp(gimp_root: Path, gimp_home: str, tmp_path:
     lines = test["value"].splitlines()
     assert lines[0].startswith("Lucid Dream engine ") and lines[1] == "Device: cpu", lines
     assert "lite0" in lines[2] and "dream took" in lines[3], lines
+
+
+def test_preview_in_the_dialog_changes_nothing(gimp_root: Path, gimp_home: str, tmp_path: Path) -> None:
+    """The real dialog: Preview (Alt+P) shows a quick grow-look dream in the dialog; two quick presses cancel the
+    first in the worker; a worker killed mid-preview is one sentence and the next Preview starts a new one; Cancel
+    then leaves every pixel as it was and the image clean (nothing entered the undo history)."""
+    last = ('(targets "goldfish")\n(preset "none")\n(look "grow")\n(octaves 2)\n(steps 0)\n(tile 0)\n(seed 5)\n'
+            '(strength 1.5)\n(output "new-layer")\n')
+    spec = job("rgb", "u8", alpha=True, image=(512, 512), selection=(64, 64, 384, 384), run_mode="INTERACTIVE",
+               last_values=last)
+    spec["loop_steps"] = "preview,supersede,kill,preview,shot,cancel"
+    report = finish(run_gimp(gimp_root, gimp_home, tmp_path, spec, gui=True, driver="gimp_gui_loop.sh",
+                             timeout=400), tmp_path, timeout=450)
+    log = (tmp_path / "gimp.log").read_text()
+    shown = [line for line in log.splitlines() if "luciddream: preview shown" in line]
+    failed = [line for line in log.splitlines() if "luciddream: preview failed" in line]
+    assert report["status"] == "cancel", report.get("message") or log[-3000:]
+    assert len(shown) == 3 and "grow look, 192x192" in shown[0], log[-3000:]
+    assert "luciddream: preview superseded: cancelled in the worker" in log
+    assert len(failed) == 1 and "Traceback" not in failed[0], failed
+    assert report["layers_after"] == report["layers_before"] and report["dirty"] is False
+    assert (tmp_path / "after.bin").read_bytes() == (tmp_path / "before.bin").read_bytes()
+    if (tmp_path / "screen.xwd").is_file():   # for people: the dialog with its preview, outside pytest's tmp
+        from xwd_to_png import read_xwd
+        geometry = dict(line.split("=", 1) for line in (tmp_path / "dialog.geometry").read_text().split())
+        x, y, w, h = (int(geometry[k]) for k in ("X", "Y", "WIDTH", "HEIGHT"))
+        keep = Path("/tmp/luciddream-gimp-last") / _host_of(gimp_root).id
+        keep.mkdir(parents=True, exist_ok=True)
+        read_xwd((tmp_path / "screen.xwd").read_bytes()).crop((x, y, x + w, y + h)).save(keep / "preview.png")

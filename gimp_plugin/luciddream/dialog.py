@@ -4,7 +4,8 @@ Why the preview lives in the dialog: it is drawn into a GimpPreviewArea, never i
 neither enter the undo history nor change a pixel, and closing the dialog leaves nothing behind. It is the
 selection read small (GEGL scales while reading) and dreamed with kit.plan_preview's quick settings on the same
 worker the full dream then uses, so the worker is warm when OK is pressed. A newer preview supersedes an older
-one: the older job is cancelled in the worker (kit.Supersede). GTK is imported only here, never for scripts.
+one: the older job is cancelled in the worker, and since a worker runs one job at a time, the newer one starts
+when the cancelled one has ended. GTK is imported only here, never for scripts.
 """
 from __future__ import annotations
 
@@ -34,8 +35,10 @@ class Preview:
         self.plugin = plugin   # luciddream.py, which runs as __main__: its readers and checks
         self.dialog, self.config, self.present = dialog, config, present
         self.image, self.drawables, self.engine, self.offer, self.session = image, drawables, engine, offer, session
-        self.supersede = kit.Supersede()
+        self.running: Any = None     # the preview job in the worker, if any
+        self.again = False           # a newer preview waits for the running one to end
         self.shown = False
+        self.closed = False
         self.pending: Optional[int] = None
         side = kit.PREVIEW_SIDE
         self.area = GimpUi.PreviewArea()
@@ -51,6 +54,7 @@ class Preview:
         self.status.set_max_width_chars(40)
         box = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=6)
         frame = Gtk.Frame()
+        frame.set_halign(Gtk.Align.CENTER)   # the area keeps the preview's size; the dialog may be wider
         frame.add(self.area)
         box.pack_start(frame, False, False, 0)
         row = Gtk.Box(orientation=Gtk.Orientation.HORIZONTAL, spacing=6)
@@ -87,8 +91,14 @@ class Preview:
         self.status.set_text(text)
 
     def start(self) -> None:
-        """Read the selection small, cancel any older preview in the worker, and start this one."""
+        """Read the selection small and start a preview; while one runs, cancel it and start anew when it ends."""
         self.shown = True
+        if self.running is not None:
+            if not self.again:
+                self.again = True
+                self.running.cancel()
+                self.plugin.log("preview superseded: cancelled in the worker")
+            return
         clicked = time.monotonic()
         try:
             request = self._request()
@@ -101,10 +111,6 @@ class Preview:
         except kit.UserError as exc:
             self.say(str(exc))
             return
-        ticket = self.supersede.start()
-        for job in self.supersede.stale_jobs():
-            job.cancel()
-            self.plugin.log("preview superseded: cancelled in the worker")
         pixels, width, height, fmt, mask, targets, settings, look = request
         try:
             job = client.dream(pixels, width, height, fmt.channels, "u8", mask, targets, settings)
@@ -112,9 +118,9 @@ class Preview:
             self.session.drop()
             self.say(exc.message)
             return
-        self.supersede.attach(ticket, job)
+        self.running = job
         self.say("Preview: dreaming…")
-        threading.Thread(target=self._wait, args=(ticket, job, width, height, fmt, clicked, look),
+        threading.Thread(target=self._wait, args=(job, width, height, fmt, clicked, look),
                          name="luciddream-preview", daemon=True).start()
 
     def _request(self) -> tuple:
@@ -149,25 +155,30 @@ class Preview:
             self.session.seed = kit.new_seed()
         return self.session.seed
 
-    def _wait(self, ticket: int, job: Any, width: int, height: int, fmt: core.PixelFormat, clicked: float,
-              look: str) -> None:
+    def _wait(self, job: Any, width: int, height: int, fmt: core.PixelFormat, clicked: float, look: str) -> None:
         """In a thread: the job's end, handed to the main thread."""
         protocol = self.session.protocol
         try:
             pixels = job.result(timeout=300)
         except protocol.JobCancelled:
-            GLib.idle_add(self._done, ticket, None, None, width, height, fmt, clicked, look)
+            GLib.idle_add(self._done, None, None, width, height, fmt, clicked, look)
             return
         except protocol.WorkerError as exc:
-            GLib.idle_add(self._done, ticket, None, exc.message, width, height, fmt, clicked, look)
+            GLib.idle_add(self._done, None, exc.message, width, height, fmt, clicked, look)
             return
-        GLib.idle_add(self._done, ticket, pixels, None, width, height, fmt, clicked, look)
+        GLib.idle_add(self._done, pixels, None, width, height, fmt, clicked, look)
 
-    def _done(self, ticket: int, pixels: Optional[bytes], error: Optional[str], width: int, height: int,
+    def _done(self, pixels: Optional[bytes], error: Optional[str], width: int, height: int,
               fmt: core.PixelFormat, clicked: float, look: str) -> bool:
-        self.supersede.finish(ticket)
-        if not self.supersede.current(ticket):
-            return False   # a newer preview is on its way
+        if self.closed:
+            return False
+        self.running = None
+        if self.again:   # superseded: this result (or its cancellation) is dropped, the newer preview starts
+            self.again = False
+            if error is not None:
+                self.session.drop()
+            self.start()
+            return False
         if error is not None:
             self.session.drop()   # a killed or broken worker: the next Preview or OK starts a new one
             self.say(f"Preview failed: {error} The image was not changed.")
@@ -186,10 +197,13 @@ class Preview:
         return False
 
     def cancel_all(self) -> None:
-        self.supersede.start()
-        for job in self.supersede.stale_jobs():
+        """The dialog closes: a running preview is cancelled, its result dropped."""
+        self.closed = True
+        job, self.running = self.running, None
+        if job is not None:
             try:
                 job.cancel()
+                job.result(timeout=30)   # the worker runs one job at a time: OK's dream must find it free
             except Exception:
                 pass
 
@@ -202,7 +216,7 @@ def show_dialog(plugin: Any, procedure: Any, config: Any, arguments: List[str], 
     artistic = [name for name in arguments if name not in core.ADVANCED]
     advanced = [name for name in core.ADVANCED if name in arguments]
     if advanced:
-        dialog.get_label("advanced-label", "Ad_vanced: steps, tile, model, device, output", False, True)
+        dialog.get_label("advanced-label", "_Advanced: steps, tile, model, device, output", False, True)
         dialog.fill_box("advanced-box", advanced)
         dialog.fill_expander("advanced", "advanced-label", False, "advanced-box")
         artistic.append("advanced")

@@ -83,49 +83,49 @@ def build_procedure(plugin: Gimp.PlugIn, name: str) -> Gimp.Procedure:
         "engine.json.",
         name)
     proc.set_attribution("luciddream", "luciddream", "2025")
-    proc.add_string_argument("targets", "_Dream of", "What grows in the selection: ImageNet classes with optional "
-                             "weights ('goldfish, peacock=0.5') or network layers ('layer:block6'); empty: the "
-                             "layer preset below, or the model's classic look", "", RW)
+    proc.add_string_argument("targets", "_What to dream", "What grows in the selection: ImageNet classes with "
+                             "optional weights ('goldfish, peacock=0.5') or network layers ('layer:block6'); "
+                             "empty: the layer look below, or the model's classic look", "", RW)
     offer = cached_offer()
     if offer is None:   # no engine.json yet: only the targets; a run says to run install.py
         return proc
     d = core.default_options(offer)
     r = core.ranges(offer)
-    proc.add_choice_argument("preset", "_Layer look", "A network layer's look dreamed as well as the targets: "
+    proc.add_choice_argument("preset", "La_yer look", "A network layer's look dreamed as well as the targets: "
                              "early layers paint fine textures, later ones eyes, fur and object parts",
                              _choice(core.preset_choices(offer)), d.preset, RW)
-    proc.add_choice_argument("look", "Class _look", "For classes alone: grow instances out of the photo's own "
+    proc.add_choice_argument("look", "Class loo_k", "For classes alone: grow instances out of the photo's own "
                              "shapes and colours, or paint one close-up picture of the class over it",
                              _choice(core.look_choices(offer)), d.look, RW)
-    proc.add_double_argument("strength", "St_rength", "How hard each step pushes the pixels: higher values give "
+    proc.add_double_argument("strength", "S_trength", "How hard each step pushes the pixels: higher values give "
                              "bolder, more saturated dreams, lower ones keep more of the photo",
                              *map(float, r["strength"]), float(d.strength), RW)
     proc.add_double_argument("detail-size", "_Detail size", "How much larger each octave is than the one before: "
                              "larger values dream larger shapes over the fine detail", *map(float, r["detail_size"]),
                              float(d.detail_size), RW)
-    proc.add_double_argument("class-strength", "_Class strength", "Grow look: how far the photo may change "
+    proc.add_double_argument("class-strength", "Class str_ength", "Grow look: how far the photo may change "
                              "(0 keeps it untouched, 1 lets the class replace it)", *map(float, r["class_strength"]),
                              float(d.class_strength), RW)
     proc.add_int_argument("instance", "I_nstance size", "Class looks: how large one grown fish, flower or face is, "
                           "in image pixels", *r["instance"], d.instance, RW)
     proc.add_int_argument("variations", "_Variations", "Dream this many versions with consecutive seeds, each in "
                           "a new layer named by its seed; Cancel keeps the finished ones", *r["variations"], 1, RW)
-    proc.add_int_argument("seed", "S_eed", "The same seed gives the same dream on the same machine; -1 picks a new "
+    proc.add_int_argument("seed", "Seed", "The same seed gives the same dream on the same machine; -1 picks a new "
                           "one each time (the result layer remembers it)", *r["seed"], d.seed, RW)
     proc.add_layer_argument("guide-layer", "_Guide layer", "Dream toward the textures of this layer (any layer of an "
                             "open image of the same colour model); none: no guide", True, RW)
     proc.add_file_argument("guide-file", "Guide _file", "Dream toward the textures of this picture file (used when "
                            "no guide layer is chosen)", Gimp.FileChooserAction.OPEN, True, None, RW)
-    proc.add_int_argument("octaves", "_Octaves", "Advanced: how many sizes the dream is grown at, from small to "
+    proc.add_int_argument("octaves", "Octaves", "Advanced: how many sizes the dream is grown at, from small to "
                           "full size; more octaves give larger structures and take longer", *r["octaves"],
                           d.octaves, RW)
-    proc.add_int_argument("steps", "_Steps", "Advanced: work per octave; more steps give stronger, more finished "
+    proc.add_int_argument("steps", "Steps", "Advanced: work per octave; more steps give stronger, more finished "
                           "dreams (0: each look's own)", *r["steps"], d.steps, RW)
     proc.add_int_argument("tile", "T_ile size", "Advanced: the largest window the network sees at once, a memory "
                           "and speed setting that hardly changes the picture (0: automatic)", *r["tile"], d.tile, RW)
     proc.add_choice_argument("model", "_Model", "Advanced: the network that dreams; each has its own textures",
                              _choice(core.model_choices(offer)), d.model, RW)
-    proc.add_choice_argument("device", "De_vice", "Advanced: where the engine computes (a GPU is faster, the result "
+    proc.add_choice_argument("device", "Device", "Advanced: where the engine computes (a GPU is faster, the result "
                              "is alike)", _choice(core.DEVICES), d.device, RW)
     proc.add_choice_argument("output", "O_utput", "Advanced: a new layer above (the photo stays below) or this layer "
                              "in one undo step; variations always get new layers", _choice(core.OUTPUTS), d.output,

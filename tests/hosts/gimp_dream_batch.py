@@ -146,11 +146,13 @@ def run_case():
             config.set_property(key, value)
         with open(os.path.join(OUT, "started"), "w") as f:
             f.write(str(os.getpid()))
+        img.clean_all()          # so that report["dirty"] says whether the run pushed anything onto the undo stack
         t1 = time.time()
         result = proc.run(config)
         report["run_s"] = round(time.time() - t1, 2)
         status = result.index(0)
         report["status"] = status.value_nick
+        report["dirty"] = img.is_dirty()
         if status != Gimp.PDBStatusType.SUCCESS and result.length() > 1:
             report["message"] = str(result.index(1))
         if not JOB.get("indexed"):

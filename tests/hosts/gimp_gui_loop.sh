@@ -1,0 +1,81 @@
+#!/bin/sh
+# Run inside a GIMP root by tests/test_gimp_host.py and benchmarks/gimp_loop.py: the real GIMP 3 window on a
+# private Xvfb, the Lucid Dream dialog opened by the batch script ($BATCH, job in $LUCIDDREAM_GIMP_JOB), and a user
+# played by xdotool: the steps in $LOOP_STEPS (comma-separated), each bounded in time:
+#   preview    Alt+P (the dialog's Preview) and wait until the plug-in says the preview is shown (or failed)
+#   supersede  Alt+P twice 0.3 s apart: the first preview is cancelled in the worker, the second is shown
+#   kill       Alt+P, then kill the engine worker 1 s later (mid-preview): the plug-in must say so in one sentence
+#   shot       a picture of the screen (Xvfb's frame buffer, XWD) and the dialog's geometry, in $OUT
+#   ok         Return (OK: the full dream); cancel: Escape
+# GIMP's terminal goes to $OUT/gimp.log (the plug-in's "luciddream: ..." lines); $OUT/times gets a line
+# "<step> <seconds since the epoch>" as each step starts and "done <seconds>" when the result is written.
+set -u
+OUT=${OUT:-/work-share}
+BATCH=${BATCH:-/work-share/gimp_dream_batch.py}
+N=${DISPLAY_NUMBER:-78}
+LOG="$OUT/gimp.log"
+log() { echo "gui-loop: $*" >&2; }
+now() { date +%s.%N; }
+mkdir -p "$OUT/fb"
+Xvfb ":$N" -screen 0 1280x1024x24 -fbdir "$OUT/fb" -nolisten tcp >/dev/null 2>&1 &
+XVFB=$!
+i=0
+while [ ! -S "/tmp/.X11-unix/X$N" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+export DISPLAY=":$N"
+: > "$LOG"
+"${GIMP_GUI:-gimp-3.0}" -n -d -f --batch-interpreter python-fu-eval -b "exec(open('$BATCH').read())" --quit \
+  >> "$LOG" 2>&1 &
+GIMP=$!
+
+count() { grep -c "$1" "$LOG" 2>/dev/null || true; }
+wait_for() {   # wait_for PATTERN COUNT SECONDS: until PATTERN has appeared COUNT times in the log
+  k=0
+  while [ "$(count "$1")" -lt "$2" ] && [ $k -lt $(($3 * 10)) ] && kill -0 $GIMP 2>/dev/null; do
+    sleep 0.1; k=$((k + 1))
+  done
+}
+press() { xdotool windowfocus "$dialog" 2>/dev/null; xdotool key --clearmodifiers "$1"; }
+ended() { echo $(( $(count "luciddream: preview shown") + $(count "luciddream: preview failed") )); }
+
+dialog=$(timeout 180 xdotool search --sync --onlyvisible --name '^Lucid Dream$' | head -n 1)
+if [ -z "$dialog" ]; then
+  log "the dialog never appeared"
+else
+  log "dialog $dialog is open"
+  sleep 2
+  for step in $(echo "${LOOP_STEPS:-preview,cancel}" | tr ',' ' '); do
+    echo "$step $(now)" >> "$OUT/times"
+    before=$(ended)
+    case $step in
+      preview) press alt+p; wait_for "luciddream: preview \(shown\|failed\)" $((before + 1)) 120 ;;
+      supersede) press alt+p; sleep 0.3; press alt+p; wait_for "luciddream: preview \(shown\|failed\)" $((before + 1)) 120 ;;
+      kill)
+        press alt+p; sleep 1
+        for p in /proc/[0-9]*; do
+          if tr '\0' ' ' < "$p/cmdline" 2>/dev/null | grep -q "luciddream.worker"; then kill -9 "${p#/proc/}"; log "killed worker ${p#/proc/}"; fi
+        done
+        wait_for "luciddream: preview \(shown\|failed\)" $((before + 1)) 60 ;;
+      shot)
+        sleep 0.5
+        cp "$OUT/fb/Xvfb_screen0" "$OUT/screen.xwd"
+        xdotool getwindowgeometry --shell "$dialog" > "$OUT/dialog.geometry" 2>/dev/null ;;
+      ok)
+        press Return
+        k=0
+        while ! grep -q "luciddream: result written\|luciddream: variation .* written" "$LOG" && [ $k -lt 3000 ] && kill -0 $GIMP 2>/dev/null; do
+          sleep 0.05; k=$((k + 1))
+        done
+        echo "done $(now)" >> "$OUT/times" ;;
+      cancel) press Escape ;;
+    esac
+    log "step $step finished"
+  done
+fi
+i=0
+while kill -0 $GIMP 2>/dev/null && [ $i -lt 1200 ]; do sleep 0.1; i=$((i + 1)); done
+kill $GIMP 2>/dev/null
+kill $XVFB 2>/dev/null
+wait $GIMP 2>/dev/null
+cat "$LOG" >&2
+log "gimp exited"
+exit 0
