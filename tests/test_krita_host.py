@@ -136,13 +136,15 @@ def test_settings_persist_across_a_krita_restart(krita_host, krita_template, tmp
         krita_launch.add_driver(home)
         wanted = {"steps": 37, "step_size": 2.25, "octaves": 5, "octave_scale": 1.75, "tile": 320, "feather": 9,
                   "seed": 4242, "visible": True, "model": offer["models"][-1], "preset": offer["presets"][-1]["name"],
-                  "look": offer["looks"][-1], "instance": 300, "class_strength": 0.45}
+                  "look": offer["looks"][-1], "instance": 300, "class_strength": 0.45, "variations": 6,
+                  "full_after_preview": True, "advanced": True}
         first, code = launch_with_driver(krita_host, home, tmp_path / "first",
                                          {"steps": ["check_registration", "persist_set"], "persist": wanted})
         assert first.get("error") is None and code == 0, first.get("error")
         shown = first["defaults_shown"]                      # a first start shows the engine's defaults
         assert {k: shown[k] for k in offer["defaults"]} == offer["defaults"]
         assert (shown["visible"], shown["preset"]) == (False, offer["presets"][0]["name"])
+        assert (shown["variations"], shown["full_after_preview"], shown["advanced"]) == (4, False, False)
         assert first["persist_set"] == wanted
         assert "[luciddream]" in (home / ".config" / "kritarc").read_text().splitlines()
         second, code = launch_with_driver(krita_host, home, tmp_path / "second",

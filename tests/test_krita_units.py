@@ -260,6 +260,7 @@ class FakeRoot:
     def addChildNode(self, node, above):
         i = self.doc.nodes.index(above) + 1 if above is not None else len(self.doc.nodes)
         self.doc.nodes.insert(i, node)
+        self.doc.active = node   # as Krita does once the handler that added it returns
         return True
 
 
@@ -720,6 +721,7 @@ class FakeGroup(FakeNode):
     def addChildNode(self, node, above):
         i = self.children.index(above) + 1 if above is not None else len(self.children)
         self.children.insert(i, node)
+        self.doc.active = node
         return True
 
 

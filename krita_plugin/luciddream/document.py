@@ -154,10 +154,8 @@ def write_result(snap: Snapshot, result: bytes, name: str, into: Any = None) -> 
     if not parent.addChildNode(layer, above):
         raise UserError("Krita refused to add the new layer, so the dream was not added.")
     doc.refreshProjection()
-    try:
-        doc.setActiveNode(layer)
-    except Exception:  # no view (batch use): the layer is there all the same
-        pass
+    # No setActiveNode here: Krita makes a layer added to the image the active one once this handler returns,
+    # and Krita 5.2.9 asserts ("shape", kis_node_manager.cpp) on a layer activated in the handler that added it.
     return layer
 
 

@@ -382,7 +382,9 @@ class DriverExtension(Extension):
                 "tile": d.tile_spin.value(), "feather": d.feather_spin.value(), "seed": d.seed_spin.value(),
                 "visible": bool(d.source_combo.currentData()), "model": d.model_combo.currentData(),
                 "preset": d.preset_combo.currentData(), "look": d.look_combo.currentData(),
-                "instance": d.instance_spin.value(), "class_strength": round(d.class_strength_spin.value(), 3)}
+                "instance": d.instance_spin.value(), "class_strength": round(d.class_strength_spin.value(), 3),
+                "variations": d.variations_spin.value(), "full_after_preview": d.full_after_check.isChecked(),
+                "advanced": d.advanced_button.isChecked()}
 
     def persist_set(self):
         """Change every setting through the docker's own widgets, as a user would; Krita quits next."""
@@ -402,6 +404,9 @@ class DriverExtension(Extension):
         d.look_combo.setCurrentIndex(d.look_combo.findData(wanted["look"]))
         d.instance_spin.setValue(wanted["instance"])
         d.class_strength_spin.setValue(wanted["class_strength"])
+        d.variations_spin.setValue(wanted["variations"])
+        d.full_after_check.setChecked(wanted["full_after_preview"])
+        d.advanced_button.setChecked(wanted["advanced"])
         self.report["persist_set"] = self.docker_values()
         self.report["session_settings"] = dataclasses.asdict(d.session.settings)
 
