@@ -594,3 +594,40 @@ def test_preview_in_the_dialog_changes_nothing(gimp_root: Path, gimp_home: str, 
         keep = Path("/tmp/luciddream-gimp-last") / _host_of(gimp_root).id
         keep.mkdir(parents=True, exist_ok=True)
         read_xwd((tmp_path / "screen.xwd").read_bytes()).crop((x, y, x + w, y + h)).save(keep / "preview.png")
+
+
+def test_cancelled_variations_keep_the_finished_ones(gimp_root: Path, gimp_home: str, tmp_path: Path) -> None:
+    """Three variations, and GIMP's Cancel (it kills the plug-in) once the first is written: that one stays, named
+    and recorded, nothing half-written appears, the worker follows its plug-in and the photo is untouched."""
+    actions = [{"do": "snapshot", "tag": "before"},
+               {"do": "call", "proc": "plug-in-luciddream", "drawable": "photo",
+                "args": dict(LOOP_ARGS, variations=3, steps=40, octaves=2)},
+               {"do": "snapshot", "tag": "after"}]
+    spec = {"image": [96, 80], "selection": [20, 16, 64, 48], "actions": actions}
+    tag = uuid.uuid4().hex
+    proc = run_gimp(gimp_root, gimp_home, tmp_path, spec, batch=LOOP_BATCH, tag=tag)
+    seen: List[str] = []
+    deadline = time.time() + 240
+    killed = False
+    for line in proc.stdout:   # GIMP's terminal, where the plug-in says what it wrote
+        seen.append(line)
+        if "luciddream: variation 1 of 3 written" in line:
+            workers = _worker_pids(tag)
+            assert workers, "no engine worker while dreaming"
+            os.kill(_parent(workers[0]), signal.SIGKILL)    # what GIMP does on Cancel
+            killed = True
+            break
+        if time.time() > deadline:
+            break
+    assert killed, "".join(seen)[-3000:]
+    rest, _ = proc.communicate(timeout=120)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report.get("ok"), (report.get("error"), rest[-3000:])
+    before, call, after = report["actions"]
+    assert call["status"] != "success"
+    assert after["names"] == ["photo (dream: layer:block6, seed 5, 1/3)", "photo"], after["names"]
+    assert json.loads(after["records"][0])["seed"] == 5
+    assert (tmp_path / "after-1.bin").read_bytes() == (tmp_path / "before-0.bin").read_bytes()
+    assert (tmp_path / "after-0.bin").read_bytes() != (tmp_path / "before-0.bin").read_bytes()
+    time.sleep(1)
+    assert not _worker_pids(tag), "the worker outlived its plug-in"

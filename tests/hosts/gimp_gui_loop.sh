@@ -51,8 +51,12 @@ else
       supersede) press alt+p; sleep 0.3; press alt+p; wait_for "luciddream: preview \(shown\|failed\)" $((before + 1)) 120 ;;
       kill)
         press alt+p; sleep 1
+        # Only this GIMP's worker (a child of its plug-in): /proc is the machine's, other people's workers run too.
         for p in /proc/[0-9]*; do
-          if tr '\0' ' ' < "$p/cmdline" 2>/dev/null | grep -q "luciddream.worker"; then kill -9 "${p#/proc/}"; log "killed worker ${p#/proc/}"; fi
+          tr '\0' ' ' < "$p/cmdline" 2>/dev/null | grep -q "luciddream.worker" || continue
+          plugin=$(cut -d')' -f2 "$p/stat" 2>/dev/null | awk '{print $2}')
+          owner=$(cut -d')' -f2 "/proc/$plugin/stat" 2>/dev/null | awk '{print $2}')
+          if [ "$owner" = "$GIMP" ]; then kill -9 "${p#/proc/}"; log "killed worker ${p#/proc/}"; fi
         done
         wait_for "luciddream: preview \(shown\|failed\)" $((before + 1)) 60 ;;
       shot)
