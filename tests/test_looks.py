@@ -134,3 +134,37 @@ def test_cli_looks_lists_targets_and_writes_a_sheet(cache, tmp_path, monkeypatch
     assert "no channel" in capsys.readouterr().err
     assert cli.main(["looks", "--layer", "nope", "-q"]) == 2
     assert 'Unknown layer "nope"' in capsys.readouterr().err
+
+
+def test_the_worker_serves_looks_with_progress_cancel_and_one_sentence(tmp_path):
+    """A plug-in's view: the "looks" message over a spawned worker's pipes (the real recipe, one small slice)."""
+    import io
+    import os
+    import sys
+
+    from luciddream import protocol as P
+    from luciddream.protocol.looks import LooksRequest, read
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["LUCIDDREAM_CACHE"] = str(tmp_path / "cache")
+    with P.Client.spawn(sys.executable, env=env) as client:
+        job = client.looks(layers=["block1:0"])
+        events = list(job.events())
+        model, pages = read(job)
+        assert model == "lite0" and len(pages) == 1 and [look.target for look in pages[0]] == [
+            "layer:block1", "layer:block1:0"]
+        assert any(0 < e.fraction < 1 and "block1" in e.message for e in events)
+        for look in pages[0]:
+            with Image.open(io.BytesIO(look.png)) as im:
+                assert im.size[0] >= 96
+        assert pages[0][1].classes and pages[0][1].label.startswith("block1 channel 0: ")
+        again = client.looks(layers=["block1:0"], search=pages[0][1].classes[0][0])
+        assert [look.target for look in read(again)[1][0]] == [
+            "layer:block1", "layer:block1:0"]
+        nothing = client.looks(layers=["block1:0"], search="zzzz")
+        assert read(nothing)[1] == []
+        with pytest.raises(P.WorkerError, match=r'Unknown layer "block77" for lite0') as info:
+            client.looks(layers=["block77"]).result()
+        assert info.value.code == P.BAD_INPUT
+        with pytest.raises(P.WorkerError, match=r'"channels" must be a whole number'):
+            LooksRequest.from_header({"kind": "looks", "id": "1", "channels": "all"})

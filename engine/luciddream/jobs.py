@@ -221,6 +221,48 @@ def failure(exc: BaseException) -> Tuple[str, str]:
                         f"its log has the details.")
 
 
+def run_looks(req: Any, cancel: threading.Event, send_progress: Callable[[Dict[str, Any]], None]) -> "Outcome":
+    """A "looks" request (protocol/looks.py): the atlas's pictures, drawn where the cache lacks them (progress
+    frames meanwhile, Cancel keeps what is finished), as one "looks" reply; failures become an error frame."""
+    from .protocol.looks import reply_payload
+
+    try:
+        from . import atlas, threads
+        from .nets import DEFAULT_MODEL
+
+        threads.configure()
+
+        def progress(fraction: float, message: str) -> None:
+            send_progress({"kind": P.PROGRESS, "id": req.id, "fraction": round(fraction, 6), "octave": None,
+                           "octaves": None, "message": message})
+
+        found = atlas.build(req.model or DEFAULT_MODEL, list(req.layers) if req.layers else None, req.channels,
+                            progress=progress, cancel=cancel,
+                            note=lambda line: print(f"luciddream worker: {line}", file=sys.stderr, flush=True))
+        wanted = None if not req.search else {(c.layer, c.channel) for c in atlas.search(found, req.search)}
+        pictures: list = []
+
+        def picture(path: Path) -> list:
+            data = path.read_bytes()
+            pictures.append(data)
+            return [sum(map(len, pictures[:-1])), len(data)]
+
+        layers = []
+        for layer in found.layers:
+            looks = [{"channel": c.channel, "target": c.target, "classes": [[n, p] for n, p in c.classes[:3]],
+                      "picture": picture(c.picture)}
+                     for c in layer.channels if wanted is None or (c.layer, c.channel) in wanted]
+            if wanted is not None and not looks:
+                continue
+            layers.append({"layer": layer.layer, "target": layer.target, "channels": layer.channels_total,
+                           "picture": picture(layer.thumbnail), "looks": looks})
+        fields, payload = reply_payload({"model": found.model, "layers": layers}, pictures)
+        return Outcome({"kind": P.LOOKS, "id": req.id, **fields}, (payload,), "done")
+    except BaseException as exc:  # like a dream: every failure becomes a reply
+        code, message = failure(exc)
+        return Outcome(error_header(req.id, code, message), (), code)
+
+
 @dataclass(frozen=True)
 class Outcome:
     """A finished job: its last frame (a "result" with the pixels, or an "error") and a word for the log line."""

@@ -139,6 +139,10 @@ class Worker:
                 self._cancel(msg.id)
             elif msg.kind == P.DREAM:
                 self._start(P.JobRequest.from_header(msg.header, self.limits), msg.payload)
+            elif msg.kind == P.LOOKS:  # the look atlas's pictures: a job like a dream (progress, cancel, busy)
+                from .protocol.looks import LooksRequest
+
+                self._start(LooksRequest.from_header(msg.header), b"")
 
     def _cancel(self, job_id: Any) -> None:
         with self._lock:
@@ -150,7 +154,7 @@ class Worker:
             if self._job is not None:
                 self._job[1].set()
 
-    def _start(self, req: P.JobRequest, payload: Any) -> None:
+    def _start(self, req: Any, payload: Any) -> None:
         with self._lock:
             if self._job is not None:
                 busy = self._job[0]
@@ -169,19 +173,21 @@ class Worker:
         threading.Thread(target=self._run, args=(req, payload, cancel, done), name=f"luciddream-job-{req.id}",
                          daemon=True).start()
 
-    def _run(self, req: P.JobRequest, payload: Any, cancel: threading.Event, done: threading.Event) -> None:
+    def _run(self, req: Any, payload: Any, cancel: threading.Event, done: threading.Event) -> None:
         def news(header: Dict[str, Any]) -> None:
             self._news = header
             self.send(header)
 
         start = time.monotonic()
-        outcome = jobs.run(req, payload, cancel, news)
+        looks = not isinstance(req, P.JobRequest)
+        outcome = jobs.run_looks(req, cancel, news) if looks else jobs.run(req, payload, cancel, news)
         # Free the slot before answering, so a client that sends its next job right after the reply is not "busy".
         with self._lock:
             self._job = None
             done.set()
         self.send(outcome.header, *outcome.payload)
-        print(f"luciddream worker: job {req.id} {req.width}×{req.height} {outcome.status} in "
+        what = "looks" if looks else f"{req.width}×{req.height}"
+        print(f"luciddream worker: job {req.id} {what} {outcome.status} in "
               f"{time.monotonic() - start:.2f} s", file=sys.stderr, flush=True)
 
 

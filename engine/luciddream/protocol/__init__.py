@@ -9,6 +9,7 @@ import of its own parts is relative (it is `protocol` in GIMP and `luciddream.pr
     errors.py      error codes, WorkerError and the exceptions built on it
     framing.py     the 20-byte prefix, Limits, reading and writing frames
     messages.py    message kinds, what each header holds and the checks on it, JobRequest, make_request
+    looks.py       the "looks" message: the look atlas's pictures for a plug-in's browser
     job.py         a running job as the client sees it: progress events, result, cancel
     transports.py  the pipe (spawned worker) and HTTP (`luciddream serve`) transports
     client.py      Client: spawn or connect, hello, dream
@@ -25,12 +26,12 @@ from .framing import (DEFAULT_LIMITS, MAGIC, MAX_CHANNELS, PREFIX_SIZE, PROTOCOL
                       Message, Validator, check_prefix, encode, frame_bytes, parse_header, read_message, valid_id,
                       write_frame)
 from .job import Job, Progress
-from .messages import (CANCEL, DREAM, ERROR, HELLO, PROGRESS, QUEUED, REPLY_KINDS, REQUEST_KINDS, RESULT,
+from .messages import (CANCEL, DREAM, ERROR, HELLO, LOOKS, PROGRESS, QUEUED, REPLY_KINDS, REQUEST_KINDS, RESULT,
                        JobRequest, check_reply, check_request, make_request)
 
 __all__ = [
     "BAD_FRAME", "BAD_INPUT", "BAD_REQUEST", "BUSY", "CANCEL", "CANCELLED", "Client", "DEFAULT_LIMITS", "DREAM",
-    "ERROR", "FrameError", "HELLO", "INTERNAL", "Job", "JobCancelled", "JobRequest", "Limits", "MAGIC",
+    "ERROR", "FrameError", "HELLO", "INTERNAL", "Job", "JobCancelled", "JobRequest", "LOOKS", "Limits", "MAGIC",
     "MAX_CHANNELS", "Message", "NOT_FOUND", "OUT_OF_MEMORY", "PARENT_ENV", "PREFIX_SIZE", "PROGRESS",
     "PROTOCOL_VERSION", "Progress", "QUEUED", "REPLY_KINDS", "REQUEST_KINDS", "RESULT", "SAMPLE_BYTES", "TIMEOUT",
     "TOO_LARGE", "UNAUTHORIZED", "UNREACHABLE", "UNSUPPORTED_VERSION", "Validator", "WORKER_GONE", "WorkerError",

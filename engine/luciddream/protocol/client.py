@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import sys
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from .errors import TIMEOUT, UNSUPPORTED_VERSION, WorkerError
 from .framing import DEFAULT_LIMITS, PROTOCOL_VERSION, Limits
@@ -98,6 +98,18 @@ class Client:
         if guide is not None:
             parts.append(_to_little(guide[0], guide[4]))
         return self._t.start(req, parts)
+
+    def looks(self, model: Optional[str] = None, layers: Optional[Sequence[str]] = None,
+              channels: Optional[int] = None, search: Optional[str] = None) -> Job:
+        """Ask for the look atlas's pictures (drawn the first time, then cached by the engine); read the finished
+        job with looks.read(job). Pipes only: `serve` does not answer it yet."""
+        from .looks import LooksRequest
+
+        if not self._greeted:
+            self.hello()
+        req = LooksRequest(str(next(self._ids)), model, None if layers is None else tuple(layers), channels, search)
+        LooksRequest.from_header(req.header())
+        return self._t.start(req, [])  # type: ignore[arg-type]
 
     def close(self) -> None:
         """Stop the worker (pipes) or forget the server; running jobs end with WORKER_GONE."""

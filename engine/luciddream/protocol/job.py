@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator, Optional, Union
 
 from .errors import BAD_FRAME, INTERNAL, TIMEOUT, WorkerError, error_for
 from .framing import Message
-from .messages import ERROR, PROGRESS, QUEUED, RESULT, JobRequest
+from .messages import ERROR, LOOKS, PROGRESS, QUEUED, RESULT, JobRequest
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class Job:
         self._error: Optional[WorkerError] = None
         self._done = False
         self.last: Progress = Progress(0.0)
+        self.reply: dict = {}   # the last frame's header (a "looks" reply's index size)
 
     @property
     def done(self) -> bool:
@@ -108,6 +109,11 @@ class Job:
             return Progress(self.last.fraction, text, position=position)
         if msg.kind == ERROR:
             return self._end(error=error_for(str(h.get("code", INTERNAL)), str(h.get("message", "Engine error."))))
+        if msg.kind == LOOKS:  # the look atlas's answer (looks.py reads it from reply and result())
+            self.reply = dict(h)
+            self._result = msg.payload
+            self.last = Progress(1.0, "done")
+            return self._end()
         if msg.kind == RESULT:
             r = self.request
             same = (h.get("width"), h.get("height"), h.get("channels"), h.get("sample")) == (

@@ -22,8 +22,9 @@ QUEUED = "queued"        # reply (HTTP only): the job waits behind `position` ot
 PROGRESS = "progress"    # reply: fraction done, octave, a short message
 RESULT = "result"        # reply: payload = the new pixels, same layout as the request
 ERROR = "error"          # reply: `code` and a `message` sentence meant for the user
-REQUEST_KINDS = (HELLO, DREAM, CANCEL)
-REPLY_KINDS = (HELLO, QUEUED, PROGRESS, RESULT, ERROR)
+LOOKS = "looks"          # request and reply: the look atlas's pictures (looks.py); the reply's payload is them
+REQUEST_KINDS = (HELLO, DREAM, CANCEL, LOOKS)
+REPLY_KINDS = (HELLO, QUEUED, PROGRESS, RESULT, ERROR, LOOKS)
 
 _SETTING_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
 
@@ -174,6 +175,10 @@ def check_request(header: Dict[str, Any], payload_len: int, limits: Limits) -> N
         _fields(header, (), ("id", "protocol", "client"))
     elif kind == CANCEL:
         _fields(header, (), ("id",))
+    elif kind == LOOKS:
+        from .looks import LooksRequest
+
+        LooksRequest.from_header(header)
     else:
         raise WorkerError(BAD_REQUEST, f'Unknown message kind {_show(kind)}: requests are '
                                        f'{", ".join(REQUEST_KINDS)}.')
@@ -187,7 +192,7 @@ def check_reply(header: Dict[str, Any], payload_len: int, limits: Limits) -> Non
     kind = header["kind"]
     if kind not in REPLY_KINDS:
         raise WorkerError(BAD_REQUEST, f"The engine sent an unknown message kind {_show(kind)}.")
-    if kind != RESULT and payload_len:
+    if kind not in (RESULT, LOOKS) and payload_len:
         raise WorkerError(BAD_REQUEST, f'The engine sent a "{kind}" message with a payload.')
 
 
