@@ -22,6 +22,8 @@ MIN_INSTANCE = 32           # the engine's smallest instance size (settings.RANG
 NET_INPUT = 224             # the class looks work where one instance is the network's input size...
 CLASS_WORK = 224            # ...so a preview caps that working picture's longer side here (its instances grow)
 MAX_VARIATIONS = 16
+LAYER_STEPS = 10            # the engine's own steps per octave for layer looks (steps 0)
+MAX_BOOST = 4.0             # a layer preview's strength at most this many times the user's
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,13 @@ def preview_settings(settings: Mapping[str, Any], targets: Optional[str], scale:
         floor = int(math.ceil(side * NET_INPUT / CLASS_WORK))
         quick["instance"] = max(MIN_INSTANCE, floor, int(round(int(settings["instance"]) * scale)))
     quick["tile"] = 0    # the working size fits any automatic tile
+    if look == "layer" and "step_size" in settings:
+        # Fewer steps change the picture less, so a layer preview pushes harder per step: by the square root of
+        # the steps it leaves out, which looked like the full result shrunk (chelsea.png, classic preset; the
+        # full ratio looked overdone). Class looks keep theirs: class strength already bounds their change.
+        full = octaves * (int(steps) if steps else LAYER_STEPS)
+        boost = min(MAX_BOOST, max(1.0, (full / (quick["octaves"] * quick["steps"])) ** 0.5))
+        quick["step_size"] = round(float(settings["step_size"]) * boost, 3)
     return quick
 
 

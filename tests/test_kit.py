@@ -339,7 +339,8 @@ def test_preview_is_small_quick_and_keeps_the_look() -> None:
     layer = kit.plan_preview(640, 640, settings, "layer:block10")
     assert (layer.width, layer.height) == (kit.PREVIEW_SIDE, kit.PREVIEW_SIDE) and layer.scale == 0.3
     assert layer.settings["octaves"] == 2 and layer.settings["steps"] == 6 and layer.settings["tile"] == 0
-    assert layer.settings["seed"] == 4 and layer.settings["step_size"] == 1.5 and layer.settings["model"] == "lite0"
+    assert layer.settings["seed"] == 4 and layer.settings["model"] == "lite0"
+    assert layer.settings["step_size"] == 2.739   # 12 steps instead of 40 push harder: sqrt(40 / 12) × 1.5
     grow = kit.plan_preview(640, 320, settings, "goldfish")
     assert (grow.width, grow.height) == (192, 96) and grow.settings["octaves"] == 1
     assert grow.settings["steps"] == 8
@@ -347,6 +348,7 @@ def test_preview_is_small_quick_and_keeps_the_look() -> None:
     few = kit.plan_preview(100, 50, dict(settings, steps=3, octaves=1), None)
     assert (few.width, few.height, few.scale) == (100, 50, 1.0)          # never enlarged
     assert few.settings["steps"] == 3 and few.settings["octaves"] == 1  # never more than the user asked
+    assert few.settings["step_size"] == 1.5 and grow.settings["step_size"] == 1.5   # nothing to make up for
     assert kit.look_of("goldfish; peacock=0.5", {"look": "object"}) == "object"
     assert kit.look_of("", {"look": "object"}) == "layer"
 
