@@ -293,3 +293,89 @@ def test_real_worker_stays_in_step(worker, frames, tag):
         if msg.kind == P.HELLO and msg.id == f"h{tag}":
             break
     assert proc.poll() is None
+
+
+# ------------------------------------------------------------------------------------------- a real server
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    log_path = tmp_path_factory.mktemp("fuzz-serve") / "serve.log"
+    log_file = open(log_path, "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "luciddream", "serve", "--port", "0", "--queue", "2",
+                             "--max-pixels", str(48 * 48), "--body-timeout", "5"], stdout=subprocess.PIPE,
+                            stderr=log_file, env=ENV, text=True)
+    try:
+        url = proc.stdout.readline().split("listening on ")[1].split()[0]
+        yield url.split("//")[1].strip("/").rsplit(":", 1)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        log_file.close()
+    log = log_path.read_text(errors="replace")
+    assert "Traceback" not in log, log[-3000:]
+
+
+BODY_CUTS = st.sampled_from([None, None, None, 0, 1, 19, 21, -1, +1])   # Content-Length that lies, sometimes
+
+
+@fuzz(25)
+@given(requests(), BODY_CUTS, st.sampled_from(["/v1/dream", "/v1/dream", "/v1/hello", "/v1/jobs/x/cancel", "/"]))
+def test_real_server_answers_every_request(server, frame, cut, path):
+    """Well-framed nonsense over HTTP, sometimes with a Content-Length that lies: every request gets a status and an
+    error frame with a sentence (never `internal`), every stream ends with one result or error, and the server
+    keeps answering."""
+    import http.client
+
+    host, port = server
+    body = frame
+    length = len(body)
+    if cut is not None:   # an absolute length, or one off the real one; the body sent is cut to it when shorter
+        length = max(0, len(body) + cut) if cut in (-1, 1) else cut
+        body = body[:length]
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    conn.putrequest("POST", path)
+    conn.putheader("Content-Length", str(length))
+    conn.endheaders()
+    try:
+        conn.send(body)
+        response = conn.getresponse()
+        if response.status != 200 or path != "/v1/dream":
+            data = response.read()
+            assert response.status in (200, 400, 404, 408, 411, 413, 422, 503), response.status
+            if data:
+                msg = P.read_message(io.BytesIO(data), P.Limits(), P.check_reply)
+                assert msg is not None and (msg.kind == P.ERROR or path == "/v1/hello"), data[:100]
+                if msg.kind == P.ERROR:
+                    assert msg.header["code"] != P.INTERNAL and "\n" not in msg.header["message"], msg.header
+        else:
+            _finish_stream(host, port, response)
+    finally:
+        conn.close()
+    check = http.client.HTTPConnection(host, int(port), timeout=60)
+    check.request("GET", "/v1/hello")
+    assert check.getresponse().status == 200
+    check.close()
+
+
+def _finish_stream(host: str, port: str, response) -> None:
+    """Read a job's stream to its end, cancelling the job first (it may have asked for thousands of steps)."""
+    import http.client
+
+    first = P.read_message(response, P.Limits(), P.check_reply)
+    assert first is not None and first.kind == P.QUEUED, first
+    cancel = http.client.HTTPConnection(host, int(port), timeout=60)   # do not wait for 2000 steps
+    cancel.request("POST", f"/v1/jobs/{first.header['job']}/cancel", body=b"")
+    cancel.getresponse().read()
+    cancel.close()
+    while True:
+        msg = P.read_message(response, P.Limits(), P.check_reply)
+        assert msg is not None, "the stream ended without a result or an error"
+        if msg.kind in (P.RESULT, P.ERROR):
+            if msg.kind == P.ERROR:
+                assert msg.header["code"] != P.INTERNAL, msg.header
+            break

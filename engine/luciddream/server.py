@@ -484,6 +484,7 @@ class App:
         response.enable_chunked_encoding()
         response.force_close()
         last: Optional[Tuple[Dict[str, Any], Tuple[Any, ...]]] = None
+        delivered = False
         try:
             if request.protocol.eof_seen:   # it hung up while its job was being taken in
                 raise ConnectionResetError("the client hung up")
@@ -497,10 +498,15 @@ class App:
                     continue
                 await self._write(response, P.encode(header, *payload))
                 if header["kind"] in (P.RESULT, P.ERROR):
+                    delivered = True   # a client may close as soon as it has its last frame
                     await response.write_eof()
                     return response
                 last = (header,)
         except (asyncio.CancelledError, ConnectionError, asyncio.TimeoutError) as exc:
+            if delivered:
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                return response
             # the client hung up (aiohttp cancels the handler) or stopped reading: one line, no traceback
             job.hung_up = True
             log(f"{job.client} job {job.number}: the client "
