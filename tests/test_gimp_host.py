@@ -11,6 +11,7 @@ from __future__ import annotations
 import array
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -147,7 +148,8 @@ def run_gimp(root: Path, home: str, folder: Path, job: Dict[str, Any], timeout: 
                f'timeout -k 5 {timeout} ')
     if gui:
         steps = job.get("loop_steps", "preview,cancel")   # gimp_gui_loop.sh's user
-        script += f'env BATCH={SHARE}/{batch.name} LOOP_STEPS={steps} sh {SHARE}/{driver}'
+        display = random.randint(150, 249)   # a private Xvfb each: several GIMPs (and other helpers) at once
+        script += f'env BATCH={SHARE}/{batch.name} LOOP_STEPS={steps} DISPLAY_NUMBER={display} sh {SHARE}/{driver}'
         shutil.copy(REPO / "tests" / "hosts" / driver, folder / driver)
     else:
         script += (f'{host.console} -i -n -d {no_fonts}--batch-interpreter python-fu-eval '
@@ -468,6 +470,7 @@ def test_dialog_ok_then_ctrl_z_restores_the_exact_pixels(gimp_root: Path, gimp_h
     assert (tmp_path / "undone.bin").read_bytes() == (tmp_path / "before.bin").read_bytes(), report["log"][-2000:]
     saved = report["last_values"] or ""
     assert "# end of settings" in saved and '"goldfish"' in saved and "(device " in saved, saved
+    assert "(variations 1)" in saved and "(look " in saved, saved   # the new controls persist too
     if (tmp_path / "dialog.xwd").is_file():   # for people: the dialog as this GIMP drew it, outside pytest's tmp
         from xwd_to_png import read_xwd
         keep = Path("/tmp/luciddream-gimp-last") / _host_of(gimp_root).id

@@ -71,6 +71,8 @@ def run_case():
         layer.set_offsets(ox, oy)
         fmt = fmt_for(JOB)
         data, channels = pattern(JOB, lw, lh)
+        if JOB.get("pixels_file"):   # a photo as raw samples in the job's format (benchmarks/gimp_loop.py)
+            data = open(JOB["pixels_file"], "rb").read()
         buf = layer.get_buffer()
         buf.set(Gegl.Rectangle.new(0, 0, lw, lh), fmt, data)
         buf.flush()
