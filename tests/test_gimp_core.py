@@ -301,3 +301,32 @@ def test_plugin_is_executable_python3() -> None:
     main = PLUGIN_DIR / "luciddream.py"
     assert main.read_text(encoding="utf-8").startswith("#!/usr/bin/env python3\n")
     compile(main.read_text(encoding="utf-8"), str(main), "exec")
+
+
+# --------------------------------------------------------------------------------------------- the artist's loop
+
+def test_records_for_variations_draw_one_seed_and_count_up(offer) -> None:
+    opts = options(offer, seed=core.RANDOM_SEED, variations=3, targets="goldfish")
+    settings = core.engine_settings(opts, offer)
+    records = core.records_for(opts, settings, "goldfish", "0.1.0", "photo", first_seed=41)
+    assert [r.seed for r in records] == [41, 42, 43]
+    assert all(r.settings == records[0].settings and r.engine == "0.1.0" for r in records)
+    assert [core.result_name("photo", r, i, 3) for i, r in enumerate(records)][1] == (
+        "photo (dream: goldfish, grow, seed 42, 2/3)")
+    fixed = core.records_for(options(offer, seed=9), settings, None, "", "photo")
+    assert [r.seed for r in fixed] == [9] and core.result_name("photo", fixed[0]) == "photo (dream: classic, seed 9)"
+    drawn = core.records_for(options(offer), settings, None, "", "photo")[0].seed
+    assert 0 <= drawn <= core.GIMP_INT_MAX   # a random seed is drawn before sending, so Again can repeat it
+
+
+def test_variations_are_checked_like_every_number(offer) -> None:
+    with pytest.raises(BadInput, match="Variations must be between 1 and 16"):
+        core.engine_settings(options(offer, variations=17), offer)
+
+
+def test_a_guide_of_another_colour_model_is_one_sentence() -> None:
+    core.check_guide_mode(True, True, "sky")
+    with pytest.raises(BadInput, match='The guide "sky" is grayscale but this image is RGB: convert one'):
+        core.check_guide_mode(True, False, "sky")
+    with pytest.raises(BadInput, match='"sky" is RGB but this image is grayscale'):
+        core.check_guide_mode(False, True, "sky")

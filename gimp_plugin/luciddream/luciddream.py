@@ -434,6 +434,8 @@ def dream_records(image: Gimp.Image, layer: Gimp.Layer, plan: kit.Plan, records:
         except protocol.WorkerError as exc:
             session.drop()
             raise kit.UserError(exc.message) from None
+        if not (image.is_valid() and layer.is_valid()):   # closed while the engine dreamed: nothing to write to
+            raise kit.UserError("The image or its layer was closed while Lucid Dream ran: the result was dropped.")
         Gimp.progress_set_text("Lucid Dream: writing the result")
         write(image, layer, plan, fmt, result, output, core.result_name(layer.get_name(), record, index,
                                                                          len(records)), record)
