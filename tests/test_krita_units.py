@@ -834,6 +834,15 @@ def test_session_preview_variations_and_again_through_a_real_worker(tmp_path, qu
         assert again.name() == "Dream: block3 (seed 3)" and bytes(again.data) == bytes(first.data)
         assert ses.settings.seed == 3 and [c.spec for c in ses.targets] == ["layer:block3"]
 
+        ended.clear()                                                   # preview, then the full dream by itself
+        ses.update(full_after_preview=True)
+        doc.active = layer
+        count = len(doc.nodes)
+        assert ses.preview(), ses.status
+        assert loop.run_until(lambda: len(ended) >= 2), ended
+        assert [e[0] for e in ended] == ["preview", "done"] and len(doc.nodes) == count + 1
+        ses.update(full_after_preview=False)
+
         ended.clear()
         doc.active = layer
         app_docs = ses.app

@@ -369,7 +369,7 @@ class Session:
                                      self.guide.name if self.guide is not None else None)
             krita = {"targets": [[c.kind, c.key, c.label, c.weight] for c in choices], "visible": visible,
                      "source_id": None if visible else uid_text(node),
-                     "selection": [snap.rect.x, snap.rect.y, snap.rect.width, snap.rect.height],
+                     "region": [snap.rect.x, snap.rect.y, snap.rect.width, snap.rect.height],
                      "guide": None if self.guide is None else [self.guide.kind, self.guide.key, self.guide.name]}
             record = replace(record, extra={**record.extra, "krita": krita})
         records = [record]
