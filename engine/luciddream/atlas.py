@@ -18,7 +18,7 @@ For each dreamable layer:
   while the picture's classes are exactly what the channel's dream tends to look like, which is what a search
   for "dog" or "feathers" is after. Words beyond class names come from a small table (WORDS) of class groups.
 
-Everything is cached under the engine's cache folder (jobs.cache_folder), in a folder named by the model, a hash
+Everything is cached under the engine's cache folder (cache.cache_folder), in a folder named by the model, a hash
 of its weights and a hash of the recipe, one PNG per picture and one JSON per layer; a layer is built the first
 time it is asked for, items already there are reused, a damaged file is rebuilt (said in one line), and Cancel
 keeps what is finished.
@@ -145,7 +145,7 @@ def weights_hash(net: DreamNet) -> str:
 
 
 def atlas_folder(net: DreamNet, recipe: Optional[Recipe] = None) -> Path:
-    from .jobs import cache_folder
+    from .cache import cache_folder
 
     recipe = recipe or RECIPE
     return cache_folder() / "atlas" / f"{net.spec.name}-{weights_hash(net)}-r{recipe.key()}-f{FORMAT}"

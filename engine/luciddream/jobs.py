@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from . import protocol as P
+from .cache import cache_folder
 
 _DTYPES = {"u8": "<u1", "u16": "<u2", "f32": "<f4"}  # the wire's sample types, little-endian
 _TEXT_SETTINGS = ("model", "device", "look")
@@ -73,16 +74,6 @@ def model_info(cached: bool = False) -> Dict[str, Any]:
     except OSError:  # a read-only home: the hello is just slower
         pass
     return info
-
-
-def cache_folder() -> Path:
-    """Where the engine keeps what it can compute again (the hello cache, the look atlas): $LUCIDDREAM_CACHE, else
-    the engine's own virtual environment (removing it removes them), else the user's cache folder."""
-    if os.environ.get("LUCIDDREAM_CACHE"):
-        return Path(os.environ["LUCIDDREAM_CACHE"])
-    if sys.prefix != sys.base_prefix:  # a virtual environment: its own folder
-        return Path(sys.prefix) / "var" / "luciddream"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "luciddream"
 
 
 def auto_device_name() -> str:

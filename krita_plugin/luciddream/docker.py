@@ -14,6 +14,7 @@ from krita import DockWidget, Krita
 from . import controls, kit
 from .document import GUIDE_SIDE, GuidePixels
 from .engine import Engine
+from .looks import LooksPage   # the look browser (issue 18): a grid of what each layer and channel dreams
 from .qt import GuiCalls, Qt, QtGui, QtWidgets
 from .session import WIDGET_SEED_MAX, Guide, Session, Signal
 from .targets import Choice, class_choice, classes, search
@@ -117,6 +118,13 @@ class LucidDreamDocker(DockWidget):
         row.addWidget(self.preset_combo, 1)
         row.addWidget(add_preset)
         box.addLayout(row)
+        self.looks_page = LooksPage(self.session)
+        self.looks_page.setVisible(False)
+        self.looks_button = QtWidgets.QPushButton("Looks…")
+        self.looks_button.setCheckable(True)
+        self.looks_button.toggled.connect(self.looks_page.setVisible)
+        box.addWidget(self.looks_button)
+        box.addWidget(self.looks_page)
 
         self.target_table = QtWidgets.QTableWidget(0, 2)
         self.target_table.setHorizontalHeaderLabels(["Dream of", "Weight"])

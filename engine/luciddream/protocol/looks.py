@@ -20,10 +20,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from .errors import BAD_FRAME, BAD_REQUEST, WorkerError
-from .messages import LOOKS, _fields, _show
-
-MAX_CHANNELS_ASKED = 4096
+from .errors import BAD_FRAME, WorkerError
+from .messages import LOOKS, check_looks
 
 
 @dataclass(frozen=True)
@@ -48,23 +46,11 @@ class LooksRequest:
 
     @classmethod
     def from_header(cls, header: Dict[str, Any]) -> "LooksRequest":
-        """Check every field of a looks header and say which one is wrong and how."""
-        _fields(header, ("id",), ("model", "layers", "channels", "search"))
-        for key in ("model", "search"):
-            value = header.get(key)
-            if value is not None and (not isinstance(value, str) or len(value) > 200):
-                raise WorkerError(BAD_REQUEST, f'"{key}" must be a short string, not {_show(value)}.')
+        """Check every field of a looks header (messages.check_looks) and say which one is wrong and how."""
+        check_looks(header)
         layers = header.get("layers")
-        if layers is not None and (not isinstance(layers, list) or len(layers) > 1000 or
-                                   not all(isinstance(name, str) and len(name) <= 4000 for name in layers)):
-            raise WorkerError(BAD_REQUEST, f'"layers" must be a list of layer names such as ["block6", '
-                                           f'"block6:3,17"], not {_show(layers)}.')
-        channels = header.get("channels")
-        if channels is not None and (type(channels) is not int or not 1 <= channels <= MAX_CHANNELS_ASKED):
-            raise WorkerError(BAD_REQUEST, f'"channels" must be a whole number from 1 to {MAX_CHANNELS_ASKED}, '
-                                           f"not {_show(channels)}.")
-        return cls(header["id"], header.get("model"), None if layers is None else tuple(layers), channels,
-                   header.get("search"))
+        return cls(header["id"], header.get("model"), None if layers is None else tuple(layers),
+                   header.get("channels"), header.get("search"))
 
 
 @dataclass(frozen=True)

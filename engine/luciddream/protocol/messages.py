@@ -160,6 +160,27 @@ def _guide(guide: Any, limits: Limits) -> Dict[str, Any]:
     return {"width": width, "height": height, "channels": channels, "sample": sample}
 
 
+MAX_LOOKS_CHANNELS = 4096
+
+
+def check_looks(header: Dict[str, Any]) -> None:
+    """The fields of a "looks" request (looks.py): model, layers, channels, search, each optional."""
+    _fields(header, ("id",), ("model", "layers", "channels", "search"))
+    for key in ("model", "search"):
+        value = header.get(key)
+        if value is not None and (not isinstance(value, str) or len(value) > 200):
+            raise WorkerError(BAD_REQUEST, f'"{key}" must be a short string, not {_show(value)}.')
+    layers = header.get("layers")
+    if layers is not None and (not isinstance(layers, list) or len(layers) > 1000 or
+                               not all(isinstance(name, str) and len(name) <= 4000 for name in layers)):
+        raise WorkerError(BAD_REQUEST, f'"layers" must be a list of layer names such as ["block6", '
+                                       f'"block6:3,17"], not {_show(layers)}.')
+    channels = header.get("channels")
+    if channels is not None and (type(channels) is not int or not 1 <= channels <= MAX_LOOKS_CHANNELS):
+        raise WorkerError(BAD_REQUEST, f'"channels" must be a whole number from 1 to {MAX_LOOKS_CHANNELS}, '
+                                       f"not {_show(channels)}.")
+
+
 def check_request(header: Dict[str, Any], payload_len: int, limits: Limits) -> None:
     """Validator for the engine side: every request kind, its fields and its exact payload length."""
     kind = header["kind"]
@@ -176,9 +197,7 @@ def check_request(header: Dict[str, Any], payload_len: int, limits: Limits) -> N
     elif kind == CANCEL:
         _fields(header, (), ("id",))
     elif kind == LOOKS:
-        from .looks import LooksRequest
-
-        LooksRequest.from_header(header)
+        check_looks(header)
     else:
         raise WorkerError(BAD_REQUEST, f'Unknown message kind {_show(kind)}: requests are '
                                        f'{", ".join(REQUEST_KINDS)}.')

@@ -85,8 +85,11 @@ class DriverExtension(Extension):
         QTimer.singleShot(int(self.spec["timeout_s"] * 1000), self._watchdog)
         names = self.spec.get("steps")
         if names is None:
-            names = ["check_registration", "scenario_refused", "scenario_cancel", "scenario_dream", "screenshot"]
+            names = ["check_registration", "scenario_refused", "scenario_cancel", "scenario_dream",
+                     "scenario_click_layer", "screenshot"]
         from . import loop   # the artist's loop steps (issue 17) live there, each a function of this driver
+        from . import click_steps  # noqa: F401  (a click in the Layers docker, then Dream: joins loop.STEPS)
+        from . import looks_steps  # noqa: F401  (the look browser's steps, issue 18, join loop.STEPS)
         self.queue = [getattr(self, n) if hasattr(self, n) else _bound(loop.STEPS[n], self) for n in names]
         QTimer.singleShot(500, self.next)
 
