@@ -200,6 +200,18 @@ def test_dream_changes_only_the_selection_into_a_new_layer(krita_run):
     assert (png == after[:, :, [2, 1, 0, 3]]).all()
 
 
+def test_the_layer_clicked_in_the_layers_docker_is_the_one_dreamed(krita_run):
+    """A real click on a row of Krita's Layers docker makes that layer the source: the dream lands right above it
+    (Krita 5.2.9 too, which reports no active layer to a script that makes and activates a document at once)."""
+    _, report, _ = krita_run
+    click = report["click"]
+    assert click["active_before"] == "Top" and click["row_found"], click
+    assert click["active_after_click"] == "Background", click
+    assert click["outcome"] == "done", click.get("message") or click.get("status")
+    layers = click["layers"]
+    assert layers[0] == "Background" and layers[1].startswith("Dream: ") and layers[2:] == ["Top"], layers
+
+
 def test_worker_ends_with_krita(krita_run):
     _, report, _ = krita_run
     pid = report.get("worker_pid")
