@@ -207,6 +207,7 @@ class Runner:
                 job = self._running = self._waiting.popleft()
                 self._renumber()
             start = time.monotonic()
+            payload = b""
             try:
                 payload = job.load()
             except OSError as exc:
@@ -517,13 +518,19 @@ class App:
             return response
 
     async def _write(self, response: Any, parts: List[Any]) -> None:
-        size = sum(memoryview(p).nbytes for p in parts)
-        await asyncio.wait_for(response.write(b"".join(parts) if size <= CHUNK else _joined(parts)),
-                               self.engine.body_s + size / BODY_RATE)
+        """One frame, in slices of at most CHUNK (never a copy of a large result), within one deadline for all."""
+        views = [memoryview(p).cast("B") for p in parts]
+        size = sum(v.nbytes for v in views)
 
+        async def write_all() -> None:
+            if size <= CHUNK:
+                await response.write(b"".join(views))
+                return
+            for view in views:
+                for at in range(0, view.nbytes, CHUNK):
+                    await response.write(view[at:at + CHUNK])
 
-def _joined(parts: List[Any]) -> bytes:
-    return b"".join(bytes(p) for p in parts)
+        await asyncio.wait_for(write_all(), self.engine.body_s + size / BODY_RATE)
 
 
 def _protocol_class(max_connections: int) -> Any:
