@@ -271,6 +271,7 @@ class FakeDoc:
         self.nodes: List[FakeNode] = []
         self.sel: Optional[FakeSelection] = None
         self.active = None
+        self.annotations: dict = {}
 
     def width(self): return self.w
     def height(self): return self.h
@@ -286,6 +287,10 @@ class FakeDoc:
     def setActiveNode(self, node): self.active = node
     def activeNode(self): return self.active
     def pixelData(self, x, y, w, h): return self.nodes[0].pixelData(x, y, w, h)
+    # annotations, kept as bytes as a .kra keeps them (the loop's settings records)
+    def annotationTypes(self): return list(self.annotations)
+    def annotation(self, key): return self.annotations.get(key, b"")
+    def setAnnotation(self, key, description, data): self.annotations[key] = bytes(data)
 
 
 def painted_doc(**kw) -> tuple:
@@ -698,6 +703,8 @@ def test_session_dreams_through_a_real_worker_then_cancels(tmp_path, quiet_env):
         assert outcome == "done", message
         assert [n.name() for n in doc.nodes] == ["Background", "Dream: block3 (seed 3)"]
         assert ses.last_layer is doc.nodes[1] and not ses.running and fractions[-1] == 1.0
+        from luciddream import __version__                             # the record names the engine, although
+        assert document.read_record(doc, ses.last_layer).engine == __version__   # made before its hello
         assert offers == [OFFER] and ses.offer == OFFER                 # the worker's offer replaced the cache
 
         names = [n.name() for n in doc.nodes]
@@ -726,18 +733,9 @@ class FakeGroup(FakeNode):
 
 
 class LoopDoc(FakeDoc):
-    """A FakeDoc with what the loop needs: group layers and annotations (kept as bytes, as a .kra keeps them)."""
-
-    def __init__(self, **kw) -> None:
-        super().__init__(**kw)
-        self.annotations: dict = {}
+    """A FakeDoc with group layers."""
 
     def createGroupLayer(self, name): return FakeGroup(self, name)
-    def annotationTypes(self): return list(self.annotations)
-    def annotation(self, key): return self.annotations.get(key, b"")
-
-    def setAnnotation(self, key, description, data):
-        self.annotations[key] = bytes(data)
 
 
 def loop_doc(w: int = 64, h: int = 48):

@@ -538,6 +538,8 @@ class Session:
     def _add_layer(self, run: "_Run", pixels: bytes) -> None:
         index = len(run.made)
         record = run.records[index]
+        if not record.engine:   # the first dream's record was made before the worker's hello named its version
+            record = replace(record, engine=str(self.engine.info.get("engine", "")))
         guide = record.guide
         if run.kind == "variations":
             what = layer_name(run.choices, None, guide=guide)
