@@ -38,10 +38,10 @@ LOOKS = {   # GIMP's saved dialog values: what the dialog opens with
 DEFAULTS = '(octaves 4)\n(steps 0)\n(tile 0)\n(seed 7)\n(output "new-layer")\n(variations 1)\n'
 
 
-def one_run(profile: Profile, folder: Path, values: str, photo: Path) -> dict:
+def one_run(profile: Profile, folder: Path, values: str, photo: Path, steps: str = "preview,preview,shot,ok") -> dict:
     spec = job("rgb", "u8", alpha=True, image=(1000, 1000), selection=(244, 244, 512, 512),
                run_mode="INTERACTIVE", last_values=values + DEFAULTS, pixels_file=f"{SHARE}/photo.rgba")
-    spec["loop_steps"] = "preview,preview,shot,ok"
+    spec["loop_steps"] = steps
     (folder / "photo.rgba").write_bytes(photo.read_bytes())
     report = finish(run_gimp(profile.root, profile.rel, folder, spec, gui=True, driver="gimp_gui_loop.sh",
                              timeout=900), folder, timeout=950)
@@ -56,6 +56,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="gimp-3.0", choices=[h.id for h in GIMP_HOSTS])
     parser.add_argument("--shot", type=Path, help="save the class run's dialog here (PNG)")
+    parser.add_argument("--shot-only", action="store_true", help="only the class look's preview and its picture")
     args = parser.parse_args()
     host = next(h for h in GIMP_HOSTS if h.id == args.host)
     if host.missing():
@@ -70,20 +71,24 @@ def main() -> None:
     (profile.plugins.parent / "gimprc").write_text("(show-welcome-dialog no)\n")
     profile.install()
     try:
-        figures = measure(profile, work, raw, args.shot)
+        figures = measure(profile, work, raw, args.shot, args.shot_only)
     finally:
         shutil.rmtree(host.root / profile.rel.lstrip("/"), ignore_errors=True)
     print(json.dumps(figures, indent=1))
 
 
-def measure(profile: Profile, work: Path, raw: Path, shot: Optional[Path]) -> dict:
+def measure(profile: Profile, work: Path, raw: Path, shot: Optional[Path], shot_only: bool = False) -> dict:
     figures = {}
     for name, values in LOOKS.items():
+        if shot_only and not name.startswith("class"):
+            continue
         folder = work / name.split()[0]
         folder.mkdir()
-        figures[name] = one_run(profile, folder, values, raw)
+        figures[name] = one_run(profile, folder, values, raw, "preview,shot,cancel" if shot_only else
+                                "preview,preview,shot,ok")
+        result = figures[name]["result"]
         print(f"{profile.host.id} {name}: preview {', '.join(f'{s:.1f}' for s in figures[name]['previews'])} s "
-              f"(first, warm), result {figures[name]['result']:.1f} s after OK", flush=True)
+              f"(first, warm), result {f'{result:.1f} s' if result else '-'} after OK", flush=True)
         if shot and name.startswith("class") and (folder / "screen.xwd").is_file():
             geometry = dict(line.split("=", 1) for line in (folder / "dialog.geometry").read_text().split())
             x, y, w, h = (int(geometry[k]) for k in ("X", "Y", "WIDTH", "HEIGHT"))

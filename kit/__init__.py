@@ -7,6 +7,7 @@ type and one cancel sentence. No host API here, and no protocol import: the plug
 from __future__ import annotations
 
 from .checkup import TINY_SETTINGS, TINY_TARGETS, failure_line, report_lines, tiny_image
+from . import controls
 from .config import DROP_ENV, EngineConfig, config_from, read_config, worker_env
 from .errors import CANCELLED, UserError
 from .offer import LABELS, LOOK_LABELS, Offer, Preset, check_value, offer_from_config, offer_from_hello
@@ -21,7 +22,8 @@ __all__ = [
     "CANCELLED", "DROP_ENV", "LABELS", "LOOK_LABELS", "SAMPLE_BYTES", "EngineConfig", "Offer", "Plan", "Preset", "Rect",
     "UserError", "check_mask", "check_value", "config_from", "offer_from_config", "offer_from_hello",
     "pixel_bytes", "plan_region", "read_config", "selected_fraction", "split_targets", "worker_env",
-    # the artist's loop: records, previews, variations, the engine test
+    # the artist's loop: records, previews, variations, the engine test, the controls' words
+    "controls",
     "MAX_VARIATIONS", "PREVIEW_SIDE", "RECORD_KEY", "RECORD_VERSION", "TINY_SETTINGS", "TINY_TARGETS",
     "PreviewPlan", "Record", "Supersede", "again", "failure_line", "layer_name", "look_of", "make_record",
     "new_seed", "parse_record", "plan_preview", "preview_settings", "report_lines", "scale_rect", "tiny_image",

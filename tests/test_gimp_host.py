@@ -520,6 +520,9 @@ def test_the_artists_loop_in_one_gimp(gimp_root: Path, gimp_home: str, tmp_path:
         {"do": "call", "proc": "plug-in-luciddream-again", "drawable": "photo"},
         {"do": "snapshot", "tag": "end"},
         {"do": "call", "proc": "plug-in-luciddream-test-engine", "drawable": "photo"},
+        {"do": "rgb_file", "path": f"{SHARE}/stripes.png"},
+        dict(call, args=dict(LOOP_ARGS, seed=5), guide_file=f"{SHARE}/stripes.png"),
+        {"do": "snapshot", "tag": "file"},
     ]
     report = loop(gimp_root, gimp_home, tmp_path, actions)
     steps = report["actions"]
@@ -568,6 +571,13 @@ def test_the_artists_loop_in_one_gimp(gimp_root: Path, gimp_home: str, tmp_path:
     lines = test["value"].splitlines()
     assert lines[0].startswith("Lucid Dream engine ") and lines[1] == "Device: cpu", lines
     assert "lite0" in lines[2] and "dream took" in lines[3], lines
+    # A picture file as the guide: the same stripes as the guide layer, so the same pixels as that dream.
+    assert steps[18]["status"] == "success", steps[18]
+    files = steps[19]
+    newest = files["names"].index("photo") - 1          # a new layer goes just above its source
+    assert files["names"][newest].startswith('photo (dream: layer:block6 guided, seed 5)'), files["names"]  # "#1"
+    assert json.loads(files["records"][newest])["guide"] == 'file "stripes.png"'
+    assert (tmp_path / f"file-{newest}.bin").read_bytes() == (tmp_path / f"again-{guided[0]}.bin").read_bytes()
 
 
 def test_preview_in_the_dialog_changes_nothing(gimp_root: Path, gimp_home: str, tmp_path: Path) -> None:
@@ -634,3 +644,22 @@ def test_cancelled_variations_keep_the_finished_ones(gimp_root: Path, gimp_home:
     assert (tmp_path / "after-0.bin").read_bytes() != (tmp_path / "before-0.bin").read_bytes()
     time.sleep(1)
     assert not _worker_pids(tag), "the worker outlived its plug-in"
+
+
+def test_dream_after_preview_uses_the_previews_seed(gimp_root: Path, gimp_home: str, tmp_path: Path) -> None:
+    """The dialog's "Dream at full size after the preview": Preview alone brings the full result, with the seed
+    the preview drew (seed -1), recorded on the layer; GIMP keeps the setting with the last values."""
+    last = ('(targets "")\n(preset "patterns")\n(octaves 1)\n(steps 2)\n(tile 0)\n(seed -1)\n(strength 8.0)\n'
+            '(output "new-layer")\n(dream-after-preview yes)\n')
+    spec = job("rgb", "u8", alpha=True, run_mode="INTERACTIVE", last_values=last)
+    spec["loop_steps"] = "preview,await"
+    report = finish(run_gimp(gimp_root, gimp_home, tmp_path, spec, gui=True, driver="gimp_gui_loop.sh"), tmp_path)
+    log = (tmp_path / "gimp.log").read_text()
+    assert report["status"] == "success", report.get("message") or log[-3000:]
+    assert "luciddream: preview shown" in log and "luciddream: result written" in log
+    record = json.loads(report["new_record"])
+    assert record["preset"] == "patterns" and 0 <= record["seed"] <= 2 ** 31 - 1
+    assert report["layer_names"][0] == f"photo (dream: patterns, seed {record['seed']})", report["layer_names"]
+    assert f"seed {record['seed']})" in log.split("luciddream: preview shown", 1)[1].splitlines()[0], log[-2000:]
+    counts = compare(tmp_path, spec, "new.bin")
+    assert counts["outside"] == 0 and counts["inside"] > 0, counts

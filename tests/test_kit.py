@@ -373,3 +373,14 @@ def test_checkup_lines() -> None:
     assert "install.py" in kit.report_lines({**info, "models": []}, 1.0)[-1]
     assert kit.failure_line("The engine's Python /x is missing:\n run install.py.") == (
         "Engine test failed: The engine's Python /x is missing: run install.py.")
+
+
+def test_control_words_cover_every_setting_the_hosts_show() -> None:
+    for name in ("step_size", "octaves", "look", "instance", "class_strength", "seed", "steps", "octave_scale",
+                 "tile", "model", "variations", "targets", "preset"):
+        label, tip = kit.controls.LABELS[name], kit.controls.TIPS[name]
+        assert label and tip.endswith(".") and "\n" not in tip, name
+    assert set(kit.controls.ADVANCED) <= set(kit.controls.LABELS)
+    assert kit.controls.with_mnemonic("Intensity", "n") == "I_ntensity"
+    assert kit.controls.with_mnemonic("Pattern sizes", "T") == "Pa_ttern sizes"
+    assert kit.controls.with_mnemonic("Network", "q") == "Network"

@@ -112,6 +112,7 @@ class Preview:
             self.say(str(exc))
             return
         pixels, width, height, fmt, mask, targets, settings, look = request
+        self.shown_seed = settings["seed"]
         try:
             job = client.dream(pixels, width, height, fmt.channels, "u8", mask, targets, settings)
         except self.session.protocol.WorkerError as exc:
@@ -151,7 +152,7 @@ class Preview:
         """The seed the preview shows, which OK then dreams too: the dialog's, or one drawn once per dialog."""
         if opts.seed != core.RANDOM_SEED:
             return opts.seed
-        if getattr(self.session, "seed", None) is None:
+        if self.session.seed is None:
             self.session.seed = kit.new_seed()
         return self.session.seed
 
@@ -193,7 +194,9 @@ class Preview:
                        width * fmt.bytes_per_pixel)
         seconds = time.monotonic() - clicked
         self.say(f"Preview: {width}×{height} in {seconds:.1f} s; OK dreams it at full size.")
-        self.plugin.log(f"preview shown in {seconds:.2f} s ({look} look, {width}x{height})")
+        self.plugin.log(f"preview shown in {seconds:.2f} s ({look} look, {width}x{height}, seed {self.shown_seed})")
+        if "dream-after-preview" in self.present and self.config.get_property("dream-after-preview"):
+            self.dialog.response(Gtk.ResponseType.OK)   # the setting: the full dream follows the preview
         return False
 
     def cancel_all(self) -> None:
@@ -216,12 +219,14 @@ def show_dialog(plugin: Any, procedure: Any, config: Any, arguments: List[str], 
     artistic = [name for name in arguments if name not in core.ADVANCED]
     advanced = [name for name in core.ADVANCED if name in arguments]
     if advanced:
-        dialog.get_label("advanced-label", "_Advanced: steps, tile, model, device, output", False, True)
+        dialog.get_label("advanced-label", "_Advanced: steps, size step, memory tile, network, device, output", False, True)
         dialog.fill_box("advanced-box", advanced)
         dialog.fill_expander("advanced", "advanced-label", False, "advanced-box")
         artistic.append("advanced")
     dialog.fill(artistic)
     preview = Preview(plugin, dialog, config, arguments, image, drawables, engine, offer, session)
+    import looks   # "Browse looks…" (issue 18): the atlas's grid, which fills Targets
+    looks.attach(dialog, config, lambda: session.open(engine))
     try:
         return bool(dialog.run())
     finally:

@@ -51,11 +51,11 @@ class Options:
     variations: int = 1         # seeds seed, seed+1, ... each into a new layer
 
 
-# The dialog's order: what changes the picture first, the technical knobs (steps, tile, model, ...) behind the
-# "Advanced" fold. Names are GIMP's argument names.
-ARTISTIC = ["targets", "preset", "look", "strength", "detail-size", "class-strength", "instance", "variations",
-            "seed", "guide-layer", "guide-file"]
-ADVANCED = ["octaves", "steps", "tile", "model", "device", "output"]
+# The dialog's order: what changes the picture first, the technical knobs behind the "Advanced" fold
+# (kit.controls.ADVANCED, plus where the dream goes). Names are GIMP's argument names.
+ARTISTIC = ["targets", "preset", "strength", "octaves", "look", "class-strength", "instance", "variations",
+            "seed", "guide-layer", "guide-file", "dream-after-preview"]
+ADVANCED = ["steps", "detail-size", "tile", "model", "device", "output"]
 
 
 def default_options(offer: Offer) -> Options:

@@ -83,54 +83,61 @@ def build_procedure(plugin: Gimp.PlugIn, name: str) -> Gimp.Procedure:
         "engine.json.",
         name)
     proc.set_attribution("luciddream", "luciddream", "2025")
-    proc.add_string_argument("targets", "_What to dream", "What grows in the selection: ImageNet classes with "
-                             "optional weights ('goldfish, peacock=0.5') or network layers ('layer:block6'); "
-                             "empty: the layer look below, or the model's classic look", "", RW)
+    proc.add_string_argument("targets", *control("targets"), "", RW)
     offer = cached_offer()
     if offer is None:   # no engine.json yet: only the targets; a run says to run install.py
         return proc
     d = core.default_options(offer)
     r = core.ranges(offer)
-    proc.add_choice_argument("preset", "La_yer look", "A network layer's look dreamed as well as the targets: "
-                             "early layers paint fine textures, later ones eyes, fur and object parts",
-                             _choice(core.preset_choices(offer)), d.preset, RW)
-    proc.add_choice_argument("look", "Class loo_k", "For classes alone: grow instances out of the photo's own "
-                             "shapes and colours, or paint one close-up picture of the class over it",
-                             _choice(core.look_choices(offer)), d.look, RW)
-    proc.add_double_argument("strength", "S_trength", "How hard each step pushes the pixels: higher values give "
-                             "bolder, more saturated dreams, lower ones keep more of the photo",
-                             *map(float, r["strength"]), float(d.strength), RW)
-    proc.add_double_argument("detail-size", "_Detail size", "How much larger each octave is than the one before: "
-                             "larger values dream larger shapes over the fine detail", *map(float, r["detail_size"]),
-                             float(d.detail_size), RW)
-    proc.add_double_argument("class-strength", "Class str_ength", "Grow look: how far the photo may change "
-                             "(0 keeps it untouched, 1 lets the class replace it)", *map(float, r["class_strength"]),
+    proc.add_choice_argument("preset", *control("preset"), _choice(core.preset_choices(offer)), d.preset, RW)
+    proc.add_double_argument("strength", *control("strength"), *map(float, r["strength"]), float(d.strength), RW)
+    proc.add_int_argument("octaves", *control("octaves"), *r["octaves"], d.octaves, RW)
+    proc.add_choice_argument("look", *control("look"), _choice(core.look_choices(offer)), d.look, RW)
+    proc.add_int_argument("instance", *control("instance"), *r["instance"], d.instance, RW)
+    proc.add_double_argument("class-strength", *control("class-strength"), *map(float, r["class_strength"]),
                              float(d.class_strength), RW)
-    proc.add_int_argument("instance", "I_nstance size", "Class looks: how large one grown fish, flower or face is, "
-                          "in image pixels", *r["instance"], d.instance, RW)
-    proc.add_int_argument("variations", "_Variations", "Dream this many versions with consecutive seeds, each in "
-                          "a new layer named by its seed; Cancel keeps the finished ones", *r["variations"], 1, RW)
-    proc.add_int_argument("seed", "Seed", "The same seed gives the same dream on the same machine; -1 picks a new "
-                          "one each time (the result layer remembers it)", *r["seed"], d.seed, RW)
-    proc.add_layer_argument("guide-layer", "_Guide layer", "Dream toward the textures of this layer (any layer of an "
-                            "open image of the same colour model); none: no guide", True, RW)
-    proc.add_file_argument("guide-file", "Guide _file", "Dream toward the textures of this picture file (used when "
-                           "no guide layer is chosen)", Gimp.FileChooserAction.OPEN, True, None, RW)
-    proc.add_int_argument("octaves", "Octaves", "Advanced: how many sizes the dream is grown at, from small to "
-                          "full size; more octaves give larger structures and take longer", *r["octaves"],
-                          d.octaves, RW)
-    proc.add_int_argument("steps", "Steps", "Advanced: work per octave; more steps give stronger, more finished "
-                          "dreams (0: each look's own)", *r["steps"], d.steps, RW)
-    proc.add_int_argument("tile", "T_ile size", "Advanced: the largest window the network sees at once, a memory "
-                          "and speed setting that hardly changes the picture (0: automatic)", *r["tile"], d.tile, RW)
-    proc.add_choice_argument("model", "_Model", "Advanced: the network that dreams; each has its own textures",
-                             _choice(core.model_choices(offer)), d.model, RW)
-    proc.add_choice_argument("device", "Device", "Advanced: where the engine computes (a GPU is faster, the result "
-                             "is alike)", _choice(core.DEVICES), d.device, RW)
-    proc.add_choice_argument("output", "O_utput", "Advanced: a new layer above (the photo stays below) or this layer "
-                             "in one undo step; variations always get new layers", _choice(core.OUTPUTS), d.output,
-                             RW)
+    proc.add_int_argument("variations", *control("variations"), *r["variations"], 1, RW)
+    proc.add_int_argument("seed", *control("seed"), *r["seed"], d.seed, RW)
+    proc.add_layer_argument("guide-layer", *control("guide-layer"), True, RW)
+    proc.add_file_argument("guide-file", *control("guide-file"), Gimp.FileChooserAction.OPEN, True, None, RW)
+    proc.add_boolean_aux_argument("dream-after-preview", *control("dream-after-preview"), False, RW)
+    proc.add_int_argument("steps", *control("steps"), *r["steps"], d.steps, RW)
+    proc.add_double_argument("detail-size", *control("detail-size"), *map(float, r["detail_size"]),
+                             float(d.detail_size), RW)
+    proc.add_int_argument("tile", *control("tile"), *r["tile"], d.tile, RW)
+    proc.add_choice_argument("model", *control("model"), _choice(core.model_choices(offer)), d.model, RW)
+    proc.add_choice_argument("device", *control("device"), _choice(core.DEVICES), d.device, RW)
+    proc.add_choice_argument("output", *control("output"), _choice(core.OUTPUTS), d.output, RW)
     return proc
+
+
+# GIMP's argument → (the kit's control word, the letter GTK underlines: none clash with the dialog's buttons, OK,
+# Cancel, Reset, Load/Save settings, Help, nor with Preview and Advanced).
+CONTROLS = {"targets": ("targets", "w"), "preset": ("preset", "y"), "strength": ("step_size", "n"),
+            "octaves": ("octaves", "t"), "look": ("look", "k"), "instance": ("instance", "b"),
+            "class-strength": ("class_strength", "d"), "variations": ("variations", "v"), "seed": ("seed", ""),
+            "steps": ("steps", "e"), "detail-size": ("octave_scale", "i"), "tile": ("tile", "m"),
+            "model": ("model", ""), "device": ("device", "")}
+GIMP_CONTROLS = {   # GIMP's own: (label, letter, tooltip)
+    "guide-layer": ("Guide layer", "g", "Dream toward the shapes and textures of this layer (of any open image "
+                                        "with this image's colour model); none: no guide."),
+    "guide-file": ("Guide file", "f", "Dream toward the shapes and textures of this picture file (used when no "
+                                      "guide layer is chosen)."),
+    "dream-after-preview": ("Dream at full size after the preview", "z", "On: once a preview is shown, the full "
+                            "dream starts by itself, as if OK were pressed."),
+    "output": ("Output", "u", "A new layer above (the photo stays below) or this layer in one undo step; "
+                              "variations always get new layers."),
+}
+
+
+def control(name: str) -> Tuple[str, str]:
+    """(nick, blurb) of a GIMP argument: the kit's words, so GIMP and Krita call each knob the same."""
+    if name in GIMP_CONTROLS:
+        label, letter, tip = GIMP_CONTROLS[name]
+    else:
+        setting, letter = CONTROLS[name]
+        label, tip = kit.controls.LABELS[setting], kit.controls.TIPS[setting]
+    return kit.controls.with_mnemonic(label, letter) if letter else label, tip
 
 
 def build_again(plugin: Gimp.PlugIn, name: str) -> Gimp.Procedure:
@@ -240,6 +247,7 @@ class Session:
         self.client: Any = None
         self.info: Dict[str, Any] = {}
         self.protocol: Any = None
+        self.seed: Optional[int] = None   # a random seed drawn for the dialog's previews, which OK then dreams
 
     def open(self, engine: kit.EngineConfig) -> Any:
         if self.client is None:
@@ -412,7 +420,7 @@ def dream(procedure: Gimp.Procedure, image: Gimp.Image, layer: Gimp.Layer, opts:
     live = kit.offer_from_hello(session.info, offer)
     settings, targets, plan = prepare(image, layer, opts, live)
     records = core.records_for(opts, settings, targets, str(session.info.get("engine", "")), layer.get_name(),
-                               guide.description if guide else None)
+                               guide.description if guide else None, session.seed)   # the preview's seed
     extra = {"gimp": {"source": layer.get_tattoo(), **(guide.where if guide else {})}}
     records = [dataclasses.replace(r, extra={**r.extra, **extra}) for r in records]
     output = "new-layer" if len(records) > 1 else opts.output

@@ -6,7 +6,7 @@
 #   supersede  Alt+P twice 0.3 s apart: the first preview is cancelled in the worker, the second is shown
 #   kill       Alt+P, then kill the engine worker 1 s later (mid-preview): the plug-in must say so in one sentence
 #   shot       a picture of the screen (Xvfb's frame buffer, XWD) and the dialog's geometry, in $OUT
-#   ok         Return (OK: the full dream); cancel: Escape
+#   ok         Return (OK: the full dream); cancel: Escape; await: wait for the result without pressing anything
 # GIMP's terminal goes to $OUT/gimp.log (the plug-in's "luciddream: ..." lines); $OUT/times gets a line
 # "<step> <seconds since the epoch>" as each step starts and "done <seconds>" when the result is written.
 set -u
@@ -70,6 +70,17 @@ else
           sleep 0.05; k=$((k + 1))
         done
         echo "done $(now)" >> "$OUT/times" ;;
+      await)   # the dialog closed by itself (Dream at full size after the preview): wait for the result
+        k=0
+        while ! grep -q "luciddream: result written" "$LOG" && [ $k -lt 3000 ] && kill -0 $GIMP 2>/dev/null; do
+          sleep 0.05; k=$((k + 1))
+        done
+        echo "done $(now)" >> "$OUT/times" ;;
+      looks)   # Alt+B (Browse looks…), until the browser shows its grid (or says why not)
+        press alt+b; wait_for "luciddream: looks \(shown\|failed\)" 1 60 ;;
+      pick)    # the keyboard in the browser: the first thumbnail has the focus; two to the right, then press it
+        sleep 0.5; xdotool key --clearmodifiers Right; sleep 0.2; xdotool key --clearmodifiers Right; sleep 0.2
+        xdotool key --clearmodifiers space; wait_for "luciddream: looks chose" 1 20; sleep 0.5 ;;
       cancel) press Escape ;;
     esac
     log "step $step finished"

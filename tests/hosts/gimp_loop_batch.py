@@ -6,7 +6,7 @@
 #   {"do": "save_reopen"}            the image saved as .xcf, closed, and opened again
 #   {"do": "snapshot", "tag": t}     every layer's name, record (parasite) and pixels (t-<i>.bin), dirtiness
 #   {"do": "add_layer", "name": n}   a striped layer (a guide) below the photo
-#   {"do": "gray_file", "path": p}   a grayscale PNG (a guide of another colour model)
+#   {"do": "gray_file", "path": p}   a grayscale PNG (a guide of another colour model); "rgb_file": a striped one
 #   {"do": "other_image_layer"}      a layer of a second, grayscale image (its name: "gray guide")
 # and "report.json" gets one entry per action. Judging happens in pytest.
 import array
@@ -116,10 +116,14 @@ def main():
                                        Gimp.LayerMode.NORMAL)
                 img.insert_layer(guide, None, len(img.get_layers()))
                 put(guide, pattern(40, 30, stripes=True))
-            elif action["do"] == "gray_file":
-                gray = Gimp.Image.new(32, 32, Gimp.ImageBaseType.GRAY)
-                glayer = Gimp.Layer.new(gray, "g", 32, 32, Gimp.ImageType.GRAY_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
+            elif action["do"] in ("gray_file", "rgb_file"):
+                rgb = action["do"] == "rgb_file"
+                gray = Gimp.Image.new(40, 30, Gimp.ImageBaseType.RGB if rgb else Gimp.ImageBaseType.GRAY)
+                glayer = Gimp.Layer.new(gray, "g", 40, 30, Gimp.ImageType.RGBA_IMAGE if rgb else
+                                        Gimp.ImageType.GRAY_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
                 gray.insert_layer(glayer, None, 0)
+                if rgb:
+                    put(glayer, pattern(40, 30, stripes=True))
                 Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, gray, Gio.File.new_for_path(action["path"]), None)
                 gray.delete()
             elif action["do"] == "other_image_layer":
