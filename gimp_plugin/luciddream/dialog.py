@@ -219,14 +219,13 @@ def show_dialog(plugin: Any, procedure: Any, config: Any, arguments: List[str], 
     artistic = [name for name in arguments if name not in core.ADVANCED]
     advanced = [name for name in core.ADVANCED if name in arguments]
     if advanced:
-        dialog.get_label("advanced-label", "_Advanced: steps, size step, memory tile, network, device, output", False, True)
+        dialog.get_label("advanced-label", "_Advanced: steps, size step, memory tile, network, device, output",
+                         False, True)
         dialog.fill_box("advanced-box", advanced)
         dialog.fill_expander("advanced", "advanced-label", False, "advanced-box")
         artistic.append("advanced")
     dialog.fill(artistic)
     preview = Preview(plugin, dialog, config, arguments, image, drawables, engine, offer, session)
-    import looks   # "Browse looks…" (issue 18): the atlas's grid, which fills Targets
-    looks.attach(dialog, config, lambda: session.open(engine))
     try:
         return bool(dialog.run())
     finally:
