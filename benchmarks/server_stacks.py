@@ -1,9 +1,10 @@
 """Which server stack for `luciddream serve`: aiohttp or uvicorn+starlette, measured on what serve needs.
 
 Each stack serves the same two routes (a 2 kB "hello" and a 4 MiB streamed reply, in 64 kB chunks) on loopback, in
-a process of its own, with a keep-alive timeout of 5 s and of aiohttp's default 3630 s. Measured: import time, RSS idle and holding 200 idle connections, 2000 hellos from 8 client
-threads, the time to stream 4 MiB, and what happens to a client that sends its headers one byte a second (is it
-dropped by the stack itself, and when). Needs both stacks installed (pip install aiohttp uvicorn starlette).
+a process of its own, with a keep-alive timeout of 5 s and of aiohttp's default 3630 s. Measured: import time, RSS
+idle and holding 200 idle connections, 2000 hellos from 8 client threads, the time to stream 4 MiB, and what happens
+to a client that sends its headers one byte a second (is it dropped by the stack itself, and when). Needs both
+stacks installed (pip install aiohttp uvicorn starlette).
 
     python benchmarks/server_stacks.py
 """
@@ -118,8 +119,9 @@ def measure(name: str, code: str, keep_alive: int) -> None:
             if time.monotonic() - start > 30:
                 break
         slow.close()
-        print(f"{name:18s} (keep-alive timeout {keep_alive} s) import {float(imported):.2f} s, RSS idle {idle_rss:.0f} MB, with 200 idle connections "
-              f"{held_rss:.0f} MB (a new client answered: {ok_among_idle}), 2000 hellos from 8 threads "
+        print(f"{name:18s} (keep-alive timeout {keep_alive} s) import {float(imported):.2f} s, RSS idle "
+              f"{idle_rss:.0f} MB, with 200 idle connections {held_rss:.0f} MB (a new client answered: "
+              f"{ok_among_idle}), 2000 hellos from 8 threads "
               f"{rate:.0f}/s, 4 MiB stream {stream_s * 1000:.0f} ms, a 1 byte/s header client "
               + (f"dropped after {dropped:.0f} s" if dropped is not None else "still open after 30 s"), flush=True)
     finally:

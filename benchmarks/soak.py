@@ -236,6 +236,51 @@ def hang_up(server: Server) -> float | None:
     return None
 
 
+def queue_memory(server: Server, queued: int, short: int, side: int = 2048) -> tuple[float, float, int]:
+    """RSS (MB) before and after `queued` jobs of side² RGBA float pixels wait behind a running one, and `short`
+    more uploads that stop one byte short are made too; returns (before, after, how many of those were refused)."""
+    client = P.Client.connect(server.url, timeout=120)
+    img, mask = job_image(9)
+    running = client.dream(img.tobytes(), W, H, 3, "u8", mask.tobytes(), "layer:block3", SLOW)
+    for event in running.events(timeout=60):
+        if event.position is None and event.fraction > 0.002:
+            break
+    before = server.rss_mb()
+    pixels = np.zeros((side, side, 4), np.float32).tobytes()
+    waiting = [client.dream(pixels, side, side, 4, "f32", None, "layer:block3", TINY) for _ in range(queued)]
+    for job in waiting:
+        next(job.events(timeout=120))
+    header = {"kind": "dream", "id": "short", "width": side, "height": side, "channels": 4, "sample": "f32",
+              "targets": "layer:block3", "settings": TINY}
+    frame = P.frame_bytes(header, pixels)
+    refused = 0
+    socks = []
+    for _ in range(short):
+        s = socket.create_connection(server.address, timeout=60)
+        s.sendall(b"POST /v1/dream HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % len(frame))
+        try:
+            s.sendall(frame[:-1])
+        except OSError:
+            pass
+        socks.append(s)
+    for s in socks:
+        try:
+            refused += b" 503 " in s.recv(200)
+        except OSError:
+            pass
+    after = server.rss_mb()
+    for s in socks:
+        s.close()
+    for job in waiting + [running]:
+        job.cancel()
+    for job in waiting + [running]:
+        try:
+            job.result(timeout=120)
+        except P.WorkerError:
+            pass
+    return before, after, refused
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--jobs", type=int, default=500)
@@ -273,6 +318,13 @@ def main() -> int:
             print("a client hanging up mid-job: " + (f"job cancelled {cancelled:.2f} s later" if cancelled is not None
                                                      else "job NOT cancelled within 10 s"))
             failed += [] if cancelled is not None and cancelled < 1.0 else ["hang-up cancel"]
+
+            queued = args.clients - 1
+            before, after, refused = queue_memory(server, queued, 4)
+            print(f"{queued} queued 2048×2048 RGBA float jobs ({queued * 64} MiB of pixels, spooled to disk) behind a "
+                  f"running one, and 4 uploads stopping 1 byte short: RSS {before:.0f} MB -> {after:.0f} MB; "
+                  f"{refused} of the 4 answered 503 busy")
+            failed += [] if after - before < 64 else ["queue memory"]
 
             result = many_jobs(server, args.jobs, args.clients, deadline)
             growth = (result["rss_end"] - result["rss_50"]) / result["rss_50"] * 100
