@@ -150,9 +150,10 @@ def build_again(plugin: Gimp.PlugIn, name: str) -> Gimp.Procedure:
     proc.add_menu_path("<Image>/Filters/Artistic")
     proc.set_documentation(
         "Dream the selected result layer's settings again" + (" with a new seed" if new_seed else ""),
-        "Select a layer Lucid Dream made: its settings (kept on the layer, also in a saved .xcf) dream the same "
-        "layer and selection again into a new layer" + (", with another seed." if new_seed else ", with the same "
-        "seed, so the same pixels on this machine."), name)
+        "Select a layer Lucid Dream made: its settings (kept on the layer, also in a saved .xcf) dream the layer "
+        "it came from again, through the current selection, into a new layer" + (
+            ", with another seed." if new_seed else ", with the same seed, so the same pixels on this machine."),
+        name)
     proc.set_attribution("luciddream", "luciddream", "2025")
     return proc
 
