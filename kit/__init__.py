@@ -11,7 +11,7 @@ from . import controls
 from .config import DROP_ENV, EngineConfig, config_from, read_config, worker_env
 from .errors import CANCELLED, UserError
 from .offer import LABELS, LOOK_LABELS, Offer, Preset, check_value, offer_from_config, offer_from_hello
-from .preview import (MAX_VARIATIONS, PREVIEW_SIDE, PreviewPlan, Supersede, look_of, plan_preview,
+from .preview import (MAX_VARIATIONS, PREVIEW_SIDE, PreviewPlan, look_of, plan_preview,
                       preview_settings, scale_rect, variation_label, variation_seeds, variations, working_size)
 from .record import RECORD_KEY, RECORD_VERSION, Record, again, layer_name, make_record, new_seed, parse_record
 from .region import Plan, Rect, check_mask, plan_region, selected_fraction
@@ -25,7 +25,7 @@ __all__ = [
     # the artist's loop: records, previews, variations, the engine test, the controls' words
     "controls",
     "MAX_VARIATIONS", "PREVIEW_SIDE", "RECORD_KEY", "RECORD_VERSION", "TINY_SETTINGS", "TINY_TARGETS",
-    "PreviewPlan", "Record", "Supersede", "again", "failure_line", "layer_name", "look_of", "make_record",
+    "PreviewPlan", "Record", "again", "failure_line", "layer_name", "look_of", "make_record",
     "new_seed", "parse_record", "plan_preview", "preview_settings", "report_lines", "scale_rect", "tiny_image",
     "variation_label", "variation_seeds", "variations", "working_size",
 ]

@@ -88,37 +88,6 @@ def plan_preview(width: int, height: int, settings: Mapping[str, Any], targets: 
     return PreviewPlan(scale, w, h, preview_settings(settings, targets, scale, max(w, h)))
 
 
-class Supersede:
-    """The newest preview wins: each start() returns a ticket, and only the latest ticket is current. A host
-    cancels the older job in the worker when a new one starts, and drops any result whose ticket is stale."""
-
-    def __init__(self) -> None:
-        self._latest = 0
-        self._running: Dict[int, Any] = {}
-
-    def start(self, job: Any = None) -> int:
-        """A new ticket; the jobs of older tickets are returned by stale_jobs() for the host to cancel."""
-        self._latest += 1
-        if job is not None:
-            self._running[self._latest] = job
-        return self._latest
-
-    def attach(self, ticket: int, job: Any) -> None:
-        self._running[ticket] = job
-
-    def stale_jobs(self) -> List[Any]:
-        """Jobs of superseded tickets, forgotten here once returned."""
-        stale = [job for ticket, job in self._running.items() if ticket != self._latest]
-        self._running = {t: j for t, j in self._running.items() if t == self._latest}
-        return stale
-
-    def current(self, ticket: int) -> bool:
-        return ticket == self._latest
-
-    def finish(self, ticket: int) -> None:
-        self._running.pop(ticket, None)
-
-
 def variation_seeds(first: int, count: int) -> List[int]:
     """`count` seeds from `first` on (wrapping inside SEED_RANGE), so variation k of seed s is always s + k."""
     low, high = SEED_RANGE
@@ -134,11 +103,6 @@ def variations(record: Record, count: int) -> List[Record]:
 def variation_label(record: Record, index: int, count: int) -> str:
     """What differs between variations, for the layer name: 'seed 12, 2/4' (just the seed when count is 1)."""
     return f"seed {record.seed}" + (f", {index + 1}/{count}" if count > 1 else "")
-
-
-def preview_seconds_goal(look: str) -> float:
-    """The issue's promise with a warm worker on a 2-core CPU: layer looks 3 s, class looks 10 s."""
-    return 3.0 if look == "layer" else 10.0
 
 
 def scale_rect(x: int, y: int, width: int, height: int, scale: float) -> Tuple[int, int, int, int]:

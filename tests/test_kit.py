@@ -353,17 +353,6 @@ def test_preview_is_small_quick_and_keeps_the_look() -> None:
     assert kit.look_of("", {"look": "object"}) == "layer"
 
 
-def test_supersede_cancels_older_previews() -> None:
-    s = kit.Supersede()
-    first = s.start("job1")
-    assert s.current(first) and s.stale_jobs() == []
-    second = s.start("job2")
-    assert not s.current(first) and s.current(second)
-    assert s.stale_jobs() == ["job1"] and s.stale_jobs() == []
-    s.finish(second)
-    assert s.stale_jobs() == []
-
-
 def test_checkup_lines() -> None:
     pixels, w, h, channels, sample = kit.tiny_image()
     assert len(pixels) == w * h * channels and sample == "u8"
