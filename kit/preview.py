@@ -2,9 +2,9 @@
 
 Why the host scales, not the engine: a preview is the selection read at a small working size (GEGL's
 Buffer.get takes a scale, Krita's QImage scales), so fewer bytes travel and the engine needs no setting of its
-own; what shrinks with the picture (the class look's instance size) shrinks here by the same factor. The
-figures behind the numbers are in docs/performance.md (a layer look in well under 3 s and a class look under 10 s
-with a warm worker on a 2-core CPU).
+own; the class look's instance size shrinks with the picture, down to a floor (see preview_settings). Figures
+in docs/performance.md: in real GIMP and Krita on a loaded 2-core CPU, a layer preview in about 1.5-2.5 s and a
+class preview in about 7-11 s with a warm worker.
 """
 from __future__ import annotations
 
