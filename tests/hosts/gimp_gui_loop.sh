@@ -76,11 +76,6 @@ else
           sleep 0.05; k=$((k + 1))
         done
         echo "done $(now)" >> "$OUT/times" ;;
-      looks)   # Alt+B (Browse looks…), until the browser shows its grid (or says why not)
-        press alt+b; wait_for "luciddream: looks \(shown\|failed\)" 1 60 ;;
-      pick)    # the keyboard in the browser: the first thumbnail has the focus; two to the right, then press it
-        sleep 0.5; xdotool key --clearmodifiers Right; sleep 0.2; xdotool key --clearmodifiers Right; sleep 0.2
-        xdotool key --clearmodifiers space; wait_for "luciddream: looks chose" 1 20; sleep 0.5 ;;
       cancel) press Escape ;;
     esac
     log "step $step finished"
