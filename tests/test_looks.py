@@ -168,3 +168,14 @@ def test_the_worker_serves_looks_with_progress_cancel_and_one_sentence(tmp_path)
         assert info.value.code == P.BAD_INPUT
         with pytest.raises(P.WorkerError, match=r'"channels" must be a whole number'):
             LooksRequest.from_header({"kind": "looks", "id": "1", "channels": "all"})
+
+
+def test_a_channel_dead_on_grey_is_drawn_again_from_a_picture_with_contrast():
+    """Most of head's ReLU6 channels are zero on a flat grey start, so they got no gradient and stayed grey."""
+    from luciddream.nets import load_model
+
+    net = load_model("lite0", "cpu")
+    flat = atlas._optimise(net, "head", [81], TINY, None, lambda f, m: None, 0.01)[0]
+    assert flat.std() < atlas.FLAT
+    drawn = atlas._visualise(net, "head", [81], TINY, None, lambda f, m: None)[0]
+    assert drawn.std() > 5 * atlas.FLAT

@@ -287,15 +287,33 @@ def _rank(net: DreamNet, layer: str, thumbnail: np.ndarray, recipe: Recipe) -> l
     return [int(c) for c in torch.argsort(after - before, descending=True)]
 
 
+FLAT = 0.02   # a picture whose pixels vary less than this (standard deviation) was never moved: a dead channel
+
+
 def _visualise(net: DreamNet, layer: str, channels: Sequence[int], recipe: Recipe,
-               cancel: Optional[threading.Event], progress: Progress) -> list[np.ndarray]:
+               cancel: Optional[threading.Event], progress: Progress, start: float = 0.01) -> list[np.ndarray]:
     """One Lucid feature visualisation per channel, all in one batch: picture i maximises channel i's mean squared
-    activation, seen under a random view each step."""
+    activation, seen under a random view each step.
+
+    The pictures start almost flat grey (`start`: the spectrum's spread). A channel behind a ReLU6 that is zero
+    on such a picture (most of `head`'s 1280) gets no gradient and stays grey; those are drawn again from a
+    picture with contrast (spread 0.5), which gives the gradient somewhere to start."""
+    pictures = _optimise(net, layer, channels, recipe, cancel, progress, start)
+    flat = [i for i, picture in enumerate(pictures) if picture.std() < FLAT]
+    if flat and start < 0.5:
+        again = _optimise(net, layer, [channels[i] for i in flat], recipe, cancel, progress, 0.5)
+        for i, picture in zip(flat, again):
+            pictures[i] = picture
+    return pictures
+
+
+def _optimise(net: DreamNet, layer: str, channels: Sequence[int], recipe: Recipe,
+              cancel: Optional[threading.Event], progress: Progress, start: float) -> list[np.ndarray]:
     p = next(net.parameters())
     n, side = len(channels), recipe.side
     generator = torch.Generator().manual_seed(hash_seed(net.spec.name, layer, channels))
     rng = np.random.default_rng(hash_seed(net.spec.name, layer, channels))
-    spectra = [param.spectrum((side, side), recipe.decay, generator, device=p.device) for _ in channels]
+    spectra = [param.spectrum((side, side), recipe.decay, generator, std=start, device=p.device) for _ in channels]
     optimiser = torch.optim.Adam([s.coefficients for s in spectra], lr=recipe.learning_rate)
     index = torch.tensor(list(channels), device=p.device)
     for number in range(recipe.steps):
