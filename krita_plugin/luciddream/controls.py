@@ -1,54 +1,30 @@
 """What the docker's controls are called and what their tooltips say: named for what they do to the picture.
 
-Why a table of its own: the engine's names (step_size, octaves, octave_scale, tile) say how the dream is computed,
+Why these words: the engine's names (step_size, octaves, octave_scale, tile) say how the dream is computed,
 not what an artist sees change, and the old labels misled ("Strength: steps × size" mixed two knobs, "Detail size"
 read like a quality setting). The few artistic controls come first; the technical ones (ADVANCED) sit behind the
-docker's Advanced fold. Range-check sentences still use kit.LABELS (shared with GIMP).
+docker's Advanced fold. The words come from kit/controls.py, shared with GIMP; only Krita's own controls
+(dream on, Roll, the variations group) are worded here.
 """
 from __future__ import annotations
 
 from typing import Dict, Tuple
 
-LABELS: Dict[str, str] = {
-    "visible": "Dream on",
-    "step_size": "Intensity",
-    "octaves": "Pattern sizes",
-    "look": "Class look",
-    "instance": "Object size",
-    "class_strength": "Change allowed",
-    "feather": "Soft edge",
-    "seed": "Variation",
-    "steps": "Steps per size",
-    "octave_scale": "Size step",
-    "tile": "Memory tile",
-    "model": "Network",
-    "guide": "Guide",
-    "variations": "Variations",
-}
+from .kit import controls as _kit
+
+# The words are the kit's, so GIMP and Krita name every knob alike; Krita adds its own controls' words.
+LABELS: Dict[str, str] = {**_kit.LABELS, "visible": "Dream on", "seed": "Variation"}
 
 TIPS: Dict[str, str] = {
+    **_kit.TIPS,
     "visible": "Dream the active layer, or everything visible (the result always goes to a new layer).",
-    "step_size": "How hard each step pushes the picture toward what is dreamed: higher is bolder, brighter and "
-                 "more saturated; lower keeps more of the picture.",
-    "octaves": "How many sizes of pattern are dreamed, from fine detail up: more sizes grow larger shapes "
-               "(and take longer).",
-    "look": "Classes only: grow several instances out of the photo, or paint one picture of the class.",
-    "instance": "Classes only: how big one dreamed object is, in image pixels.",
-    "class_strength": "Grow look: how far the photo may change (0 = untouched, 1 = may be replaced).",
-    "feather": "Fade the dream in over this many pixels inside the selection's edge.",
     "seed": "Same number, same dream: change it (or press Roll) for another variation of the same settings.",
-    "steps": "Work done at each pattern size: more steps, a stronger and slower dream; auto: each look's own.",
-    "octave_scale": "How much larger each pattern size is than the one before: larger values skip to big "
-                    "shapes sooner.",
-    "tile": "The largest piece the network looks at at once: smaller uses less memory, the picture is the same; "
-            "auto: chosen from the free memory.",
-    "model": "The network that dreams: each sees (and so paints) the world a little differently.",
-    "guide": "Dream toward the shapes and textures of another layer of this image, or of a picture file.",
-    "variations": "How many seeds \"Variations\" dreams, each into its own layer of a new group.",
+    "variations": "How many seeds \"Variations\" dreams, each into its own layer of a new group; Cancel keeps the "
+                  "finished ones.",
 }
 
 # The technical controls, behind the Advanced fold.
-ADVANCED: Tuple[str, ...] = ("steps", "octave_scale", "tile", "model")
+ADVANCED: Tuple[str, ...] = tuple(name for name in _kit.ADVANCED if name != "device")   # Krita has no device control
 
 # Every button, as a Krita action (Settings › Configure Krita › Keyboard Shortcuts can bind each one):
 # (action id, menu text, what it does, the session method the docker calls).
