@@ -1,5 +1,6 @@
 """The grow look (methods/grow.py): the class rises at the instance scale for a judge that never dreamed, the photo's
-low-resolution structure survives, nothing outside the selection moves, strength 0 changes nothing.
+low-resolution structure survives and part of the selection keeps the photo exactly (between the instances),
+nothing outside the selection moves, strength 0 changes nothing.
 
 Real Lite0 dreams on a small fixture, judged by EfficientNet-Lite2 (benchmarks/quality.py). Floors come from the
 measurements in docs/quality.md, with margin for the CPUs the tests run on (Intel and AMD differ in the last bits).
@@ -28,8 +29,9 @@ def _case() -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_the_class_grows_out_of_the_photo_and_the_photo_stays():
-    """Measured (seed 1): goldfish in the top 5 of all 3 instance windows (blur, half, turn, crop, gray), median
-    probability 0.64 (photo: 0.0001); layout similarity 0.61 (the object look: 0.32)."""
+    """Measured (seed 1, two instances): goldfish in the top 5 of all 3 instance windows (blur, half, turn, crop,
+    gray), median probability 0.63 (photo: 0.0001); blurred grayscale 56× the photo's; layout similarity 0.60 (the
+    object look: 0.32); 27 % of the selected pixels keep the photo exactly."""
     image, mask = _case()
     out = luciddream.dream(image, mask, "goldfish", **SETTINGS)
     assert np.array_equal(out[mask == 0], image[mask == 0])
@@ -44,6 +46,8 @@ def test_the_class_grows_out_of_the_photo_and_the_photo_stays():
     assert gray["blur"] > 20 * gray_before["blur"], (gray_before, gray)
     similarity = quality.layout_similarity(image[BOX], out[BOX])
     assert similarity > 0.5, similarity
+    kept = float((out[BOX] == image[BOX]).all(axis=-1).mean())
+    assert 0.1 < kept < 0.9, kept  # the photo untouched between the instances, but the class did grow somewhere
 
 
 def test_strength_zero_returns_the_input_and_a_bad_look_is_one_sentence():

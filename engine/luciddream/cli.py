@@ -45,15 +45,16 @@ def _dream_args(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--octaves", type=int, default=4, help="number of scales (default 4)")
     p.add_argument("--octave-scale", type=float, default=1.4, help="ratio between scales (default 1.4)")
     p.add_argument("--steps", type=int, default=None,
-                   help="optimiser steps per octave (default 0: each look's own, layers 10, grow 40, object 30)")
+                   help="optimiser steps per octave (default 0: each look's own, layers 10, grow 60, object 30)")
     p.add_argument("--step-size", type=float, default=1.5,
                    help="mean change per step in 8-bit levels (default 1.5)")
     p.add_argument("--look", default="grow", choices=["grow", "object"],
                    help="class targets alone: grow instances out of the photo, or one picture (default grow)")
     p.add_argument("--instance", type=int, default=224,
                    help="class looks: size of one instance in image px (default 224)")
-    p.add_argument("--class-strength", type=float, default=0.7,
-                   help="grow look: how far the photo may change, 0 = untouched … 1 = replaced (default 0.7)")
+    p.add_argument("--class-strength", type=float, default=1.0,
+                   help="grow look: how far the photo under each instance may change, 0 = untouched … 1 = replaced "
+                        "(default 1)")
     p.add_argument("--tile", type=_tile, default=0, metavar="PX|auto",
                    help="largest window the network sees, px (default auto: from the free memory, 640 when ample)")
     p.add_argument("--max-memory", type=_megabytes, default=0, metavar="SIZE",

@@ -31,7 +31,7 @@ class Settings:
     model: str = DEFAULT_MODEL
     octaves: int = 4              # scales to dream at, each `octave_scale` times the previous
     octave_scale: float = 1.4
-    steps: Optional[int] = None   # optimiser steps per octave; None or 0: the method's own (tiled 10, grow 40,
+    steps: Optional[int] = None   # optimiser steps per octave; None or 0: the method's own (tiled 10, grow 60,
                                   # object 30), so a front end's one Steps control suits every look
     step_size: float = 1.5        # mean change per step, in 8-bit levels (0–255)
     tile: int = 0                 # largest window the network sees at once (memory vs. speed); 0: auto, from
@@ -42,7 +42,7 @@ class Settings:
     max_memory: int = 0           # MB the engine may use while dreaming (caps the tile); 0: what is free
     look: str = "grow"            # class targets alone: "grow" (out of the photo) or "object" (one picture)
     instance: int = 224           # class looks: size of one instance, in image pixels
-    class_strength: float = 0.7   # grow look: how far the photo may change (0 = untouched … 1 = replaced)
+    class_strength: float = 1.0   # grow look: how far the photo under each instance may change (0 = untouched)
 
     def check(self) -> "Settings":
         """These settings, or a DreamError naming the first one that is of the wrong kind or out of range."""

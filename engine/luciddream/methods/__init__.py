@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 METHODS = ("tiled", "lucid", "grow")  # module names in this package
 LOOK_METHODS = {"grow": "grow", "object": "lucid"}  # the class looks (Settings.look) and their methods
-STEPS = {"tiled": 10, "lucid": 30, "grow": 40}  # each method's steps per octave when Settings.steps is None or 0
+STEPS = {"tiled": 10, "lucid": 30, "grow": 60}  # each method's steps per octave when Settings.steps is None or 0
 
 
 def steps_per_octave(method: str, settings: "Settings") -> int:

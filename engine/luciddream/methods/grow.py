@@ -1,14 +1,14 @@
 """Class targets alone, the `grow` look: several instances of the class grown out of the photo, at full resolution.
 
 Why this way (measurements in docs/quality.md): one view of the whole selection rewards one object that fills it,
-so here the network sees many windows of one instance's size, each with one class to find, their centres drawn
-around anchors about one instance apart (for a hybrid the anchors take the classes in turn, so each class gets
-places of its own instead of one blended blob). The class forms at the scale where one instance is the network's
-input size; octaves then carry the change up to the image's own resolution (or down, for instances smaller than
-the input), adding detail at each scale, so a large selection is as sharp as the photo around it. What is
-optimised is the change, not the photo: the change is blurred with a decaying σ (the photo's own edges stay),
-bounded by `class_strength` and stripped of its lowest frequencies, so the photo's layout and colours stay
-readable between and through the instances.
+so here the network sees many windows of one instance's size, each with one class to find, centred on anchors
+placed where the photo already looks most like the class (the dreaming network's evidence on instance-sized
+windows), about one instance apart; for a hybrid the classes take turns, so each gets places of its own instead of
+one blended blob. The change stays inside a soft disc around each anchor: there the class replaces the photo as far
+as `class_strength` allows, and between the discs the photo is untouched, so it stays readable. The class forms at
+the scale where one instance is the network's input size; octaves then carry the change up to the image's own
+resolution (or down, for instances smaller than the input), adding detail at each scale, so a large selection is as
+sharp as the photo around it.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ from .lucid import dreamers
 class Recipe:
     """The numbers of the grow look (measured in benchmarks/class_quality.py; see docs/quality.md)."""
 
-    coverage: float = 1.5            # windows per step ≈ this × selection area / instance area...
+    coverage: float = 1.5            # windows per step ≈ this × instances (at least 3)...
     max_windows: int = 12            # ...but at most this many (cost follows the selection up to here)
     batch: int = 4                   # windows through the network at once
     zoom: tuple = (0.7, 1.5)         # a window spans the instance size × 1/zoom (log-uniform)
@@ -47,7 +47,8 @@ class Recipe:
     spread: float = 0.25             # window centres ~ N(anchor, spread × instance)
     fade: float = 0.12               # the change fades in over this fraction of an instance inside the edge
     ensemble: bool = True            # Lite1 dreams with Lite0 when installed (as in the object look)
-    soften: float = 0.0              # the first octave starts from the photo blurred by σ = this × instance
+    soften: float = 0.03             # under an instance, the first octave starts from the photo blurred by σ = this
+                                     # × instance, so its fine detail does not pin the new shapes
     # The first octave: the change as a 1/f spectrum in decorrelated colour, optimised by Adam (as the object look)
     learning_rate: float = 0.05
     amplitude: float = 4.4           # RMS (logit units) of a unit-variance spectrum
@@ -63,6 +64,11 @@ class Recipe:
     grad_sigma_last: float = 0.3     # ...and last
     keep_low: float = 8.0            # the change's content below σ = instance / keep_low...
     keep: float = 0.5                # ...loses this share × (1 − strength) each step: the photo's layout stays
+    # Where instances go and what they may cover
+    density: float = 1.0             # instances ≈ this × selection area / instance² (at least one per class)...
+    max_instances: int = 8           # ...but at most this many, so each gets enough views (the photo between them)
+    apart: float = 0.9               # anchors at least this × instance apart
+    disc: float = 0.55               # the change stays inside soft discs of this × instance radius
 
 
 RECIPE = Recipe()
@@ -84,25 +90,62 @@ def octave_scales(instance: float, input_size: int, octave_scale: float) -> list
     return [first * (1.0 / first) ** (i / (count - 1)) for i in range(count)]
 
 
-def anchors(inside: torch.Tensor, spacing: float, classes: int, rng: np.random.Generator) -> np.ndarray:
-    """(n, 3) rows of y, x, class slot: points about `spacing` apart on a jittered grid over the selected pixels,
-    the class slots taken in turn (a checkerboard for two classes)."""
-    ys, xs = torch.nonzero(inside[0, 0] > 0.5, as_tuple=True)
+def evidence_anchors(base: torch.Tensor, sel: torch.Tensor, instance: float, nets: list, slots: list,
+                     count: int) -> np.ndarray:
+    """(n, 3) rows of y, x, class slot where the photo already looks most like each class: the dreaming network's
+    log-probability of the class on instance-sized windows a third of an instance apart, peaks taken greedily at
+    least `apart` × instance from each other, the classes taking turns (deepdraw's chosen centres, chosen by the
+    photo)."""
+    recipe = RECIPE
+    ys, xs = torch.nonzero(sel[0, 0] > 0.5, as_tuple=True)
     if len(ys) == 0:
         return np.zeros((0, 3))
-    y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
-    ny, nx = max(1, round((y1 - y0) / spacing)), max(1, round((x1 - x0) / spacing))
-    points = []
-    for i in range(ny):
-        for j in range(nx):
-            y = y0 + (i + 0.5 + rng.uniform(-0.2, 0.2)) * (y1 - y0) / ny
-            x = x0 + (j + 0.5 + rng.uniform(-0.2, 0.2)) * (x1 - x0) / nx
-            yi, xi = min(int(y), inside.shape[2] - 1), min(int(x), inside.shape[3] - 1)
-            if inside[0, 0, yi, xi] > 0.5:
-                points.append((y, x, (i + j) % classes))
-    if not points:  # a thin or ragged selection: its centre of mass
-        points.append((float(ys.float().mean()), float(xs.float().mean()), 0))
-    return np.array(points)
+    y0, y1, x0, x1 = float(ys.min()), float(ys.max()) + 1, float(xs.min()), float(xs.max()) + 1
+    # Centres far enough inside that most of an instance lies in the selection.
+    my, mx = min(0.35 * instance, (y1 - y0) / 2), min(0.35 * instance, (x1 - x0) / 2)
+    step = instance / 3
+    gy = np.arange(y0 + my, y1 - my + 1e-6, step) if y1 - y0 > 2 * my else np.array([(y0 + y1) / 2])
+    gx = np.arange(x0 + mx, x1 - mx + 1e-6, step) if x1 - x0 > 2 * mx else np.array([(x0 + x1) / 2])
+    h, w = sel.shape[-2:]
+    centres = [(y, x) for y in gy for x in gx if sel[0, 0, min(int(y), h - 1), min(int(x), w - 1)] > 0.5]
+    if not centres:
+        centres = [(float(ys.float().mean()), float(xs.float().mean()))]
+    net = nets[0]
+    side = net.spec.input_size
+    scores = []
+    with torch.no_grad():
+        for first in range(0, len(centres), 16):
+            views = [square_view(base, y, x, instance / 2, 0.0, side) for y, x in centres[first:first + 16]]
+            scores.append(net(torch.cat(views), [LOGITS])[LOGITS].log_softmax(dim=1)[:, [i for i, _ in slots]])
+    score = torch.cat(scores).cpu().numpy()  # (candidates, slots)
+    where = np.array(centres)
+    taken: list[tuple[float, float, int]] = []
+    free = np.ones(len(centres), bool)
+    for k in range(max(len(slots), count)):
+        slot = k % len(slots)
+        if not free.any():
+            if k >= len(slots):
+                break
+            # A selection too small for every class at full spacing: the next class goes farthest from the others.
+            far = np.min([np.hypot(*(where - (y, x)).T) for y, x, _ in taken], axis=0)
+            free = far >= far.max() - 1e-6
+        best = int(np.argmax(np.where(free, score[:, slot], -np.inf)))
+        taken.append((where[best, 0], where[best, 1], slot))
+        free &= np.hypot(*(where - where[best]).T) >= recipe.apart * instance
+    return np.array(taken, dtype=float)
+
+
+def discs(shape: tuple, points: np.ndarray, radius: float, device) -> torch.Tensor:
+    """(1, 1, h, w): 1 within `radius` of any anchor, falling smoothly to 0 over the outer 40 % of it."""
+    h, w = shape
+    yy = torch.arange(h, device=device, dtype=torch.float32)[:, None]
+    xx = torch.arange(w, device=device, dtype=torch.float32)[None, :]
+    out = torch.zeros(h, w, device=device)
+    for y, x, _ in points:
+        d = torch.sqrt((yy - float(y)) ** 2 + (xx - float(x)) ** 2) / radius
+        t = ((1.0 - d) / 0.4).clamp(0, 1)
+        out = torch.maximum(out, t * t * (3 - 2 * t))
+    return out[None, None]
 
 
 @dataclass
@@ -159,6 +202,7 @@ def form(octave: Octave, strength: float, steps: int, nets: list, slots: list, b
     spectrum = param.spectrum(tuple(octave.base.shape[-2:]), recipe.decay, generator, device=octave.base.device)
     opt = torch.optim.Adam([spectrum.coefficients], lr=recipe.learning_rate)
     soft = octave.base if recipe.soften <= 0 else gaussian_blur(octave.base, recipe.soften * octave.instance)
+    soft = octave.base + (soft - octave.base) * octave.sel
     start = torch.logit(soft.clamp(0.02, 0.98))
     first_cut = recipe.coarse / octave.instance
 
@@ -229,6 +273,7 @@ def dream(rgb: np.ndarray, selected: Optional[np.ndarray], net: DreamNet, target
     total = sum(a * b for a, b in sizes) * steps
     done = 0
     change: Optional[torch.Tensor] = None
+    placed: Optional[np.ndarray] = None  # evidence anchors in image pixels, found at the first scale
     for number, (k, size) in enumerate(zip(scales, sizes)):
         base = resize(photo, size).clamp(0, 1)
         sel = (resize(inside, size) > 0.5).to(base.dtype)
@@ -240,8 +285,16 @@ def dream(rgb: np.ndarray, selected: Optional[np.ndarray], net: DreamNet, target
             done += size[0] * size[1] * steps
             continue
         instance = settings.instance * k
-        count = int(min(recipe.max_windows, max(2, math.ceil(recipe.coverage * area / instance ** 2))))
-        octave = Octave(base, sel, area, instance, anchors(sel, instance, len(slots), rng), count, against)
+        if placed is None:  # anchors are chosen once, at the scale where the class forms
+            wanted = min(recipe.max_instances, max(1, round(recipe.density * area / instance ** 2)))
+            placed = evidence_anchors(base, sel, instance, nets, slots, wanted)
+            placed[:, :2] /= k
+        points = placed.copy()
+        points[:, :2] *= k
+        count = int(min(recipe.max_windows, max(3, math.ceil(recipe.coverage * len(points)))))
+        sel = sel * discs(size, points, recipe.disc * instance, device)
+        area = float(sel.sum())
+        octave = Octave(base, sel, area, instance, points, count, against)
 
         def finished(step: int, number: int = number, size: tuple = size) -> None:
             """Step `step` (1-based) of this octave is done: report it."""
