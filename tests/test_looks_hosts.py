@@ -4,10 +4,13 @@ process into a cache the editor's worker then reads, as a user's is after the fi
 takes minutes: engine tests cover the drawing, tests/test_looks.py)."""
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from test_gimp_host import finish, gimp_home, gimp_host, gimp_root, job, profile, run_gimp  # noqa: F401
 from test_krita_host import (installed_home, krita_host, krita_launch, krita_template,  # noqa: F401
                              launch_with_driver)
 
@@ -46,3 +49,38 @@ def test_krita_looks_page_adds_the_clicked_channel_and_a_dream_with_it_runs(krit
     assert report["looks_screenshot"]
     print(f"{krita_host.id}: cached looks page shown in {browse['cached_s']} s (first ask {browse['first_s']} s); "
           f"screenshot {out / 'docker-looks.png'}")
+
+
+@pytest.fixture(scope="session")
+def venv_looks_cache():
+    """The slice in the engine venv's own cache folder: GIMP starts its plug-ins with an empty environment, so
+    its worker finds the atlas where a user's would be (cache.cache_folder without $LUCIDDREAM_CACHE)."""
+    env = {k: v for k, v in os.environ.items() if k != "LUCIDDREAM_CACHE"}
+    code = "from luciddream import atlas; print(atlas.build('lite0', ['block3']).folder)"   # the textures preset
+    done = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-c", code], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return Path(done.stdout.strip())
+
+
+def test_gimp_explore_looks_fills_targets_and_a_dream_with_it_runs(gimp_root, gimp_home, venv_looks_cache,  # noqa: F811
+                                                                   tmp_path):
+    """The real dialog: Alt+X opens the browser on the Layer look's page (textures: block3, its classic look
+    first, then its 8 channels), Space chooses the focused first look, the Targets field holds it, and OK dreams
+    with it (the new layer's settings record names it). Xvfb's keyboard did not walk between the thumbnails
+    (arrows and Tab left the focus on the first), so choosing a channel there is not tested in GIMP."""
+    last = ('(targets "")\n(preset "textures")\n(octaves 1)\n(steps 2)\n(tile 0)\n(seed 5)\n(strength 1.5)\n'
+            '(output "new-layer")\n')
+    spec = job("rgb", "u8", alpha=True, image=(160, 120), selection=(20, 20, 100, 80), run_mode="INTERACTIVE",
+               last_values=last)
+    spec["loop_steps"] = "looks,shot,pick,ok"   # the screen with the browser open, for docs/hosts
+    report = finish(run_gimp(gimp_root, gimp_home, tmp_path, spec, gui=True, driver="gimp_gui_loop.sh",
+                             timeout=400), tmp_path, timeout=450)
+    log = (tmp_path / "gimp.log").read_text()
+    shown = [line for line in log.splitlines() if "luciddream: looks shown" in line]
+    assert shown and "looks shown: 9 in" in shown[0], log[-3000:]
+    assert "luciddream: looks chose layer:block3 (weight 1): targets now 'layer:block3'" in log, log[-3000:]
+    assert report["status"] == "success", report.get("message") or log[-3000:]
+    assert report["layers_after"] == report["layers_before"] + 1
+    assert "layer:block3" in (report.get("new_record") or ""), report.get("new_record")
+    print(f"GIMP: {shown[0].split('luciddream: ')[1]}; screen {tmp_path / 'screen.xwd'}")

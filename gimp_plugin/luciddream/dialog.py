@@ -226,6 +226,8 @@ def show_dialog(plugin: Any, procedure: Any, config: Any, arguments: List[str], 
         artistic.append("advanced")
     dialog.fill(artistic)
     preview = Preview(plugin, dialog, config, arguments, image, drawables, engine, offer, session)
+    import looks   # "Explore looks…" (issue 18): the atlas's grid, which fills Targets
+    looks.attach(dialog, config, lambda: session.open(engine), offer)
     try:
         return bool(dialog.run())
     finally:

@@ -76,6 +76,10 @@ else
           sleep 0.05; k=$((k + 1))
         done
         echo "done $(now)" >> "$OUT/times" ;;
+      looks)   # Alt+X (Explore looks…), until the browser shows its grid (or says why not)
+        press alt+x; wait_for "luciddream: looks \(shown\|failed\)" 1 240 ;;
+      pick)    # the keyboard in the browser: the first look has the focus; Space chooses it
+        sleep 0.5; xdotool key --clearmodifiers space; wait_for "luciddream: looks chose" 1 20; sleep 0.5 ;;
       cancel) press Escape ;;
     esac
     log "step $step finished"
