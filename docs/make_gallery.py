@@ -4,7 +4,10 @@
 
 `class_<name>.jpg` is one sheet per benchmark class (benchmarks/class_quality.py): the class dreamed into a central
 selection of half the area of each fixture photo with default settings, one row per photo: photo | grow | object.
-`--keep DIR` also writes every class dream as a PNG there (benchmarks/class_quality.py --from DIR judges them).
+`--keep DIR` also writes every class dream as a PNG there (benchmarks/class_quality.py --from DIR judges them),
+and every other shot's dream too (PNG, to look at at full size).
+`large_<name>.jpg` is a dream on a photo scaled to 2048 px on its longer side (a ~1400 px selection), kept at full
+size, and `large_<name>_1to1.jpg` a 768 px piece of photo | dream at 1:1, where the sharpness can be judged.
 
 Every picture is the engine's real output with the settings printed under it; nothing is retouched.
 """
@@ -33,8 +36,9 @@ class Shot:
     name: str
     photo: str
     targets: str | None
-    selection: str          # "all", "ellipse" or "box"
+    selection: str          # "all", "ellipse", "box" or "large" (a centred square of 0.68 × the shorter side)
     settings: dict
+    long_side: int = 0      # the photo scaled so its longer side is this many pixels (0: as it is)
 
 
 SHOTS = [
@@ -44,6 +48,8 @@ SHOTS = [
     Shot("hybrid", "coffee", "ostrich=1, jellyfish=1", "ellipse", {"feather": 12}),
     Shot("hybrid2", "astronaut", "goldfish=1, daisy=1", "ellipse", {"feather": 12}),
     Shot("texture", "chelsea", "layer:block3", "box", {"feather": 8}),
+    Shot("large_goldfish", "astronaut", "goldfish", "large", {}, 2048),
+    Shot("large_daisy", "coffee", "daisy", "large", {"instance": 448}, 2048),
 ]
 
 
@@ -60,6 +66,11 @@ def selection(kind: str, h: int, w: int) -> np.ndarray | None:
         sh, sw = round(h / 2 ** 0.5), round(w / 2 ** 0.5)
         m = np.zeros((h, w), np.float32)
         m[(h - sh) // 2:(h - sh) // 2 + sh, (w - sw) // 2:(w - sw) // 2 + sw] = 1.0
+        return m
+    if kind == "large":
+        side = round(0.68 * min(h, w))
+        m = np.zeros((h, w), np.float32)
+        m[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side] = 1.0
         return m
     yy, xx = np.mgrid[0:h, 0:w]
     if kind == "ellipse":
@@ -146,12 +157,22 @@ def main() -> None:
     for shot in SHOTS:
         if only and shot.name not in only:
             continue
-        photo = np.array(Image.open(FIXTURES / f"{shot.photo}.png").convert("RGB"))
+        source = Image.open(FIXTURES / f"{shot.photo}.png").convert("RGB")
+        if shot.long_side:
+            k = shot.long_side / max(source.size)
+            source = source.resize((round(source.width * k), round(source.height * k)), Image.LANCZOS)
+        photo = np.array(source)
         h, w = photo.shape[:2]
         mask = selection(shot.selection, h, w)
         start = time.perf_counter()
         dream = luciddream.dream(photo, mask, shot.targets, seed=1, **shot.settings)
         seconds = time.perf_counter() - start
+        if args.keep:
+            Image.fromarray(dream).save(args.keep / f"{shot.name}.png")
+        if shot.long_side:
+            large(shot, photo, mask, dream)
+            print(f"{shot.name}: {seconds:.1f} s", file=sys.stderr)
+            continue
         before, after = outline(photo, mask), Image.fromarray(dream)
         sheet = Image.new("RGB", (2 * w + 8, h + 22), "white")
         sheet.paste(before, (0, 0))
@@ -161,6 +182,23 @@ def main() -> None:
         ImageDraw.Draw(sheet).text((4, h + 5), label, fill="black")
         sheet.save(OUT / f"{shot.name}.jpg", quality=88)
         print(f"{shot.name}: {seconds:.1f} s", file=sys.stderr)
+
+
+def large(shot: Shot, photo: np.ndarray, mask: np.ndarray, dream: np.ndarray) -> None:
+    """A large dream at full size, and a 1:1 piece (photo | dream) from the selection's centre."""
+    Image.fromarray(dream).save(OUT / f"{shot.name}.jpg", quality=85)
+    h, w = photo.shape[:2]
+    piece = 768
+    y0, x0 = (h - piece) // 2, (w - piece) // 2
+    crops = [outline(photo, mask).crop((x0, y0, x0 + piece, y0 + piece)),
+             Image.fromarray(dream).crop((x0, y0, x0 + piece, y0 + piece))]
+    sheet = Image.new("RGB", (2 * piece + 8, piece + 22), "white")
+    sheet.paste(crops[0], (0, 0))
+    sheet.paste(crops[1], (piece + 8, 0))
+    label = f"{shot.targets}  {w}x{h}, 1:1 centre  " + " ".join(
+        f"{k}={v}" for k, v in {"seed": 1, **shot.settings}.items())
+    ImageDraw.Draw(sheet).text((4, piece + 5), label, fill="black")
+    sheet.save(OUT / f"{shot.name}_1to1.jpg", quality=88)
 
 
 if __name__ == "__main__":
