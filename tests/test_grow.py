@@ -69,3 +69,27 @@ def test_a_negative_weight_keeps_the_class_away():
     before = quality.instance_scores(judge, image[BOX], index, SETTINGS["instance"])
     after = quality.instance_scores(judge, out[BOX], index, SETTINGS["instance"])
     assert after["median"] <= before["median"], (before, after)
+
+
+def test_instances_go_where_the_photo_already_looks_like_the_class_and_each_hybrid_class_gets_a_place():
+    """The anchors follow the photo's evidence: with the cat on the right and flat gray on the left, a tabby cat's
+    instance is placed on the cat (measured: x 322; goldfish and daisy go to the gray side, x 42); two classes in a
+    selection too small for both at full spacing still get one anchor each, apart."""
+    import torch
+    from luciddream.methods import grow
+
+    net = load_model("lite0", "cpu")
+    canvas = np.full((200, 400, 3), 128, np.uint8)
+    canvas[:, 200:] = fixture_image("chelsea", (200, 200))
+    base = torch.from_numpy(canvas.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    everywhere = torch.ones(1, 1, 200, 400)
+    (y, x, slot), = grow.evidence_anchors(base, everywhere, 120.0, [net], [(find_class("tabby"), 1.0)], 1)
+    assert x > 230 and slot == 0, (y, x)
+
+    small = torch.zeros(1, 1, 200, 400)
+    small[:, :, 40:160, 220:360] = 1.0
+    points = grow.evidence_anchors(base, small, 120.0, [net], [(find_class("goldfish"), 1.0),
+                                                              (find_class("daisy"), 1.0)], 1)
+    assert sorted(points[:, 2]) == [0, 1], points
+    assert np.hypot(*(points[0, :2] - points[1, :2])) > 20, points
+    assert all(40 <= p[0] < 160 and 220 <= p[1] < 360 for p in points), points
