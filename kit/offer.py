@@ -10,18 +10,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
+from . import controls
 from .config import REINSTALL, EngineConfig
 from .errors import UserError
 
-# What the user sees for each engine setting: one meaning in every host ("Detail size" is always octave_scale).
 # Class looks as menus show them.
 LOOK_LABELS: Dict[str, str] = {"grow": "Grow out of the photo", "object": "One picture of the class"}
-LABELS: Dict[str, str] = {
-    "model": "Model", "octaves": "Octaves", "octave_scale": "Detail size", "steps": "Steps",
-    "step_size": "Strength", "tile": "Tile", "seed": "Seed", "feather": "Feather",
-    "look": "Class look", "instance": "Instance size", "class_strength": "Class strength",
-    "max_memory": "Memory limit (MB)",
-}
+# What a range sentence calls each setting: the words the controls show (kit/controls.py), so a refusal names the
+# knob the user sees ("Intensity must be between ..."), in every host.
+LABELS: Dict[str, str] = {**controls.LABELS, "max_memory": "Memory limit (MB)"}
 
 
 @dataclass(frozen=True)

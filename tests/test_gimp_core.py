@@ -73,7 +73,7 @@ def test_dialog_ranges_come_from_the_offer(offer) -> None:
     raw = _described()
     narrow = kit.Offer.from_dict({**raw, "ranges": {**raw["ranges"], "tile": [128, 256]}})
     assert core.ranges(narrow)["tile"] == (128, 256)
-    with pytest.raises(BadInput, match="Tile must be between 128 and 256"):
+    with pytest.raises(BadInput, match="Memory tile must be between 128 and 256"):
         core.engine_settings(options(narrow, tile=640), narrow)
 
 
@@ -128,12 +128,12 @@ def test_bad_targets(offer, preset: str, text: str, words: str) -> None:
 
 
 @pytest.mark.parametrize("change,words", [
-    ({"octaves": 0}, "Octaves must be between 1 and 12"),
-    ({"steps": 2.5}, "Steps must be a whole number"),
-    ({"strength": 100.0}, "Strength must be between"),
-    ({"detail_size": 1.0}, "Detail size must be between"),
-    ({"tile": 5000}, "Tile must be between 0"),
-    ({"seed": -2}, "Seed must be between -1"),
+    ({"octaves": 0}, "Pattern sizes must be between 1 and 12"),
+    ({"steps": 2.5}, "Steps per size must be a whole number"),
+    ({"strength": 100.0}, "Intensity must be between"),
+    ({"detail_size": 1.0}, "Size step must be between"),
+    ({"tile": 5000}, "Memory tile must be between 0"),
+    ({"seed": -2}, "Variation \\(seed\\) must be between -1"),
     ({"model": "resnet"}, 'Unknown model "resnet"'),
     ({"device": "tpu"}, 'Unknown device "tpu"'),
     ({"output": "file"}, 'Unknown output "file"'),

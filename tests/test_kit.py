@@ -154,7 +154,8 @@ def test_offer_is_the_engines() -> None:
     assert offer.range("step_size") == tuple(RANGES["step_size"])
     assert offer.default("octave_scale") == Settings().octave_scale and offer.default("model") == Settings().model
     assert offer.default_model in offer.models
-    assert set(kit.LABELS) >= set(offer.ranges) and kit.LABELS["octave_scale"] == "Detail size"
+    assert set(kit.LABELS) >= set(offer.ranges) and kit.LABELS["octave_scale"] == "Size step"
+    assert all(kit.LABELS[name] == kit.controls.LABELS[name] for name in kit.controls.LABELS)   # one vocabulary
 
 
 def test_offer_preset_targets() -> None:
@@ -169,11 +170,11 @@ def test_offer_preset_targets() -> None:
 def test_offer_checks_values_in_the_users_words() -> None:
     offer = kit.Offer.from_dict(described())
     offer.check_settings({"model": offer.default_model, "tile": 640, "step_size": 1.5, "seed": None})
-    for settings, words in [({"tile": 5000}, "Tile must be between 0 and 4096; got 5000."),  # 0: auto
-                            ({"step_size": 100.0}, "Strength must be between"),
-                            ({"octave_scale": 1.0}, "Detail size must be between"),
-                            ({"octaves": 2.5}, "Octaves must be a whole number"),
-                            ({"steps": True}, "Steps must be a whole number"),
+    for settings, words in [({"tile": 5000}, "Memory tile must be between 0 and 4096; got 5000."),  # 0: auto
+                            ({"step_size": 100.0}, "Intensity must be between"),
+                            ({"octave_scale": 1.0}, "Size step must be between"),
+                            ({"octaves": 2.5}, "Pattern sizes must be a whole number"),
+                            ({"steps": True}, "Steps per size must be a whole number"),
                             ({"model": "resnet"}, 'Unknown model "resnet"')]:
         with pytest.raises(UserError, match=words):
             offer.check_settings(settings)

@@ -22,7 +22,7 @@ OUTPUTS: Dict[str, str] = {"new-layer": "A new layer above", "this-layer": "This
 RANDOM_SEED = -1
 GIMP_INT_MAX = 2 ** 31 - 1   # GIMP's int arguments are signed 32-bit; the engine's seeds go to 2**32-1
 
-# The dialog's numeric arguments: (GIMP's name, the engine's setting). GIMP names follow kit.LABELS.
+# The dialog's numeric arguments: (GIMP's name for scripts, the engine's setting); the dialog shows kit.LABELS.
 NUMBERS: Tuple[Tuple[str, str], ...] = (
     ("octaves", "octaves"), ("steps", "steps"), ("strength", "step_size"), ("detail_size", "octave_scale"),
     ("tile", "tile"), ("instance", "instance"), ("class_strength", "class_strength"),
@@ -108,8 +108,9 @@ def engine_settings(opts: Options, offer: Offer) -> Dict[str, Any]:
         raise UserError(f'Unknown device "{opts.device}": choose one of {", ".join(DEVICES)}.')
     if opts.output not in OUTPUTS:
         raise UserError(f'Unknown output "{opts.output}": choose one of {", ".join(OUTPUTS)}.')
-    for ours, (low, high) in ranges(offer).items():
-        kit.check_value(ours.replace("_", " ").capitalize(), getattr(opts, ours), low, high)
+    engine_names = dict(NUMBERS)
+    for ours, (low, high) in ranges(offer).items():   # named as the dialog shows them (kit.LABELS)
+        kit.check_value(kit.LABELS.get(engine_names.get(ours, ours), ours), getattr(opts, ours), low, high)
     if opts.look not in offer.looks:
         raise UserError(f'Unknown class look "{opts.look}": choose one of {", ".join(offer.looks)}.')
     settings: Dict[str, Any] = {"model": opts.model, "device": opts.device, "look": opts.look}

@@ -34,15 +34,15 @@ class DreamSettings:
 
     model: str
     octaves: int
-    octave_scale: float     # "Detail size": growth between octaves, the same meaning as in GIMP
+    octave_scale: float     # "Size step": growth between octaves (kit/controls.py names every control)
     steps: int
-    step_size: float        # "Strength": mean change per step in 8-bit levels
-    tile: int               # "Tile": the largest window the network sees at once (memory vs. speed)
+    step_size: float        # "Intensity": mean change per step in 8-bit levels
+    tile: int               # "Memory tile": the largest window the network sees at once (0 = auto)
     feather: float
     seed: int
     look: str = "grow"          # "Class look": class targets alone grown out of the photo, or one picture
-    instance: int = 224         # "Instance size": one instance of a class, in image pixels
-    class_strength: float = 0.7  # "Class strength": how far the photo may change (0 = untouched … 1 = replaced)
+    instance: int = 224         # "Object size": one instance of a class, in image pixels
+    class_strength: float = 1.0  # "Change allowed": how far the photo may change (0 = untouched … 1 = replaced)
     visible: bool = False   # dream the visible image instead of the active layer
     preset: str = ""        # the look chosen in the preset list (what "Add look" adds)
     variations: int = 4     # how many seeds "Variations" dreams
@@ -64,7 +64,7 @@ def defaults(offer: kit.Offer) -> DreamSettings:
         feather=float(offer.default("feather")), seed=random.randrange(FIRST_SEEDS),
         look=str(offer.defaults.get("look", offer.looks[0] if offer.looks else "grow")),
         instance=int(offer.defaults.get("instance", 224)),
-        class_strength=float(offer.defaults.get("class_strength", 0.7)),
+        class_strength=float(offer.defaults.get("class_strength", 1.0)),
         visible=False, preset=offer.presets[0].name if offer.presets else "")
 
 
