@@ -42,6 +42,7 @@ from typing import IO, Any, Deque, Dict, List, Optional, Tuple
 
 from . import jobs
 from . import protocol as P
+from .protocol.transports import is_loopback
 
 CONTENT_TYPE = "application/x-luciddream"
 HEARTBEAT_S = 10.0     # resend the latest frame after this long without news, so clients can use socket timeouts
@@ -679,15 +680,6 @@ def make_certificate(certfile: str, keyfile: str, host: str, days: int = 825) ->
 
 
 # ------------------------------------------------------------------------------------------------ serving
-
-def is_loopback(host: str) -> bool:
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
 
 class Server:
     """A bound socket and everything needed to serve it; `serve_forever` runs the event loop in this thread."""

@@ -202,7 +202,9 @@ def _log_tail(path: str, lines: int = 1) -> str:
     return " ".join(kept[-lines:])
 
 
-def _loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address, IPv6 in brackets or not) is this machine: where a token may travel
+    over plain HTTP, and where `serve` may listen without TLS."""
     if host.lower() in ("localhost", "localhost."):
         return True
     try:
@@ -275,7 +277,7 @@ class _HttpTransport(_Transport):
         if self.pin is not None and not self.https:
             raise WorkerError(UNREACHABLE, f"A certificate fingerprint is set but {url} is plain HTTP: use "
                                            f"https:// (a server started with --certfile), or drop the fingerprint.")
-        if token and not self.https and not _loopback(self.host):
+        if token and not self.https and not is_loopback(self.host):
             raise WorkerError(UNAUTHORIZED, f"The token is not sent to {url}: over plain HTTP anyone on the network "
                                             f"could read it; use https:// (luciddream serve --certfile/--keyfile) "
                                             f"or an SSH tunnel to 127.0.0.1.")
