@@ -538,6 +538,9 @@ def test_a_hung_worker_is_given_up_on_and_said_so():
         with pytest.raises(P.WorkerError) as info:  # and the client says so instead of waiting again
             _job(client, fixture_image("coffee", (W, H)), SLOW).result(timeout=HANG_GUARD)
         assert info.value.code == P.WORKER_GONE
+        # why it is gone; not "exited with status -9: ... job 1 1024×1024 done in ...", the first job's log line
+        assert "did not answer for 1 s, so it was stopped" in info.value.message, info.value.message
+        assert "done in" not in info.value.message and "status" not in info.value.message
     finally:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
@@ -583,6 +586,9 @@ def test_a_worker_out_of_memory_says_so_recovers_and_a_killed_one_is_reported():
         with pytest.raises(P.WorkerError) as info:
             job.result(timeout=HANG_GUARD)
         assert info.value.code == P.WORKER_GONE and "exited with status -9" in info.value.message
+        # the log's last line is the previous job's "... done in 0.52 s": quoted, it would read as if this one had
+        # finished
+        assert "done in" not in info.value.message, info.value.message
     finally:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
