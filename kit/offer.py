@@ -19,6 +19,10 @@ LOOK_LABELS: Dict[str, str] = {"grow": "Grow out of the photo", "object": "One p
 # What a range sentence calls each setting: the words the controls show (kit/controls.py), so a refusal names the
 # knob the user sees ("Intensity must be between ..."), in every host.
 LABELS: Dict[str, str] = {**controls.LABELS, "max_memory": "Memory limit (MB)"}
+# The class-look defaults an offer from an engine older than the class looks lacks; from_dict fills them in, so
+# both hosts read every default through Offer.default and keep no copies of their own. tests/test_kit.py checks
+# they are today's engine's defaults, so they cannot drift.
+CLASS_LOOK_DEFAULTS: Dict[str, Any] = {"look": "grow", "instance": 224, "class_strength": 1.0}
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,7 @@ class Offer:
         try:
             presets = tuple(Preset(str(p["name"]), str(p["label"]), str(p["targets"])) for p in data["presets"])
             ranges = {str(k): (v[0], v[1]) for k, v in dict(data["ranges"]).items()}
-            defaults = dict(data["defaults"])
+            defaults = {**CLASS_LOOK_DEFAULTS, **dict(data["defaults"])}
             context = data["context"]
             models = tuple(str(m) for m in data["models"])
             default_model = str(data["default_model"])

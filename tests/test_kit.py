@@ -158,6 +158,17 @@ def test_offer_is_the_engines() -> None:
     assert all(kit.LABELS[name] == kit.controls.LABELS[name] for name in kit.controls.LABELS)   # one vocabulary
 
 
+def test_an_older_engines_offer_gets_the_class_look_defaults_from_the_kit_alone() -> None:
+    """An offer without the class-look defaults (an engine from before them) reads as if it had the kit's, which
+    are today's engine's, so the plug-ins need no fallback values of their own."""
+    data = described()
+    assert kit.offer.CLASS_LOOK_DEFAULTS == {k: data["defaults"][k] for k in kit.offer.CLASS_LOOK_DEFAULTS}
+    older = dict(data, defaults={k: v for k, v in data["defaults"].items() if k not in ("look", "instance",
+                                                                                       "class_strength")})
+    offer = kit.Offer.from_dict(older)
+    assert {k: offer.default(k) for k in ("look", "instance", "class_strength")} == kit.offer.CLASS_LOOK_DEFAULTS
+
+
 def test_offer_preset_targets() -> None:
     offer = kit.Offer.from_dict(described())
     assert offer.targets("eyes", []) == offer.preset("eyes").targets

@@ -305,7 +305,7 @@ def painted_doc(**kw) -> tuple:
 def test_snapshot_without_selection_is_the_whole_layer_in_engine_order():
     doc, layer = painted_doc()
     snap = document.read_snapshot(doc, layer, False, CONTEXT)
-    assert snap.rect == kit.Rect(0, 0, 40, 30) and snap.mask is None
+    assert snap.rect == kit.Rect(0, 0, 40, 30) and snap.mask is None and snap.dreamed == snap.rect
     assert snap.pixels[:4] == bytes([layer.data[2], layer.data[1], layer.data[0], layer.data[3]])
     job = snap.job("class:1", {"steps": 2})
     assert (job.width, job.height, job.channels, job.sample) == (40, 30, 4, "u8")
@@ -316,6 +316,7 @@ def test_snapshot_reads_the_soft_mask_with_context():
     doc.sel = FakeSelection(300, 200, (150, 100, 20, 10), value=128)
     snap = document.read_snapshot(doc, layer, False, CONTEXT)
     assert snap.rect == kit.Rect(150 - 64, 100 - 64, 20 + 128, 10 + 128)
+    assert snap.dreamed == kit.Rect(150, 100, 20, 10)    # what messages name: the selection, not the context
     assert snap.mask.count(128) == 200 and snap.mask.count(0) == snap.rect.area - 200
 
 
@@ -577,6 +578,11 @@ def test_settings_start_from_the_engines_offer():
     assert 0 <= values.seed < settings.FIRST_SEEDS
     assert set(values.engine_settings()) == set(ENGINE_FIELDS) | {"seed"}
     assert values.engine_settings()["octave_scale"] == values.octave_scale      # "Detail size" is octave_scale
+    older = engine_offer()        # an engine from before the class looks: the kit supplies their defaults
+    older["defaults"] = {k: v for k, v in older["defaults"].items() if k not in ("look", "instance", "class_strength")}
+    values = settings.defaults(kit.Offer.from_dict(older))
+    assert (values.look, values.instance, values.class_strength) == tuple(
+        engine_offer()["defaults"][k] for k in ("look", "instance", "class_strength"))
 
 
 def test_settings_round_trip_through_kritas_settings():
@@ -701,6 +707,7 @@ def test_session_dreams_through_a_real_worker_then_cancels(tmp_path, quiet_env):
         assert loop.run_until(lambda: ended), "the dream did not finish"
         outcome, message = ended[0]
         assert outcome == "done", message
+        assert message.endswith("(24×16 px).")   # the selection's size; the region read was 64×48 with context
         assert [n.name() for n in doc.nodes] == ["Background", "Dream: block3 (seed 3)"]
         assert ses.last_layer is doc.nodes[1] and not ses.running and fractions[-1] == 1.0
         from luciddream import __version__                             # the record names the engine, although

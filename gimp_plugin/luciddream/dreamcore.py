@@ -61,7 +61,7 @@ ADVANCED = ["steps", "detail-size", "tile", "model", "device", "output"]
 def default_options(offer: Offer) -> Options:
     """The dialog's first values: the engine's defaults."""
     return Options(**{ours: offer.default(theirs) for ours, theirs in NUMBERS}, model=offer.default("model"),
-                   look=str(offer.defaults.get("look", "grow")))
+                   look=str(offer.default("look")))
 
 
 def options_from(values: Mapping[str, Any], offer: Offer) -> Options:

@@ -39,6 +39,12 @@ class Snapshot:
     rect: Rect                     # the area read (selection bounds + context, clipped to the canvas)
     pixels: bytes                  # in the engine's layout
     mask: Optional[bytes]          # 0–255 per pixel of rect, None = everything
+    selected: Optional[Rect] = None   # the selection's own bounds on the canvas (rect less the context), None = all
+
+    @property
+    def dreamed(self) -> Rect:
+        """The area the user asked to dream: the selection's bounds, or the whole canvas (what messages name)."""
+        return self.selected if self.selected is not None else self.rect
 
     def job(self, targets: str, settings: Dict[str, Any], guide: Optional[tuple] = None) -> JobSpec:
         return JobSpec(self.pixels, self.rect.width, self.rect.height, self.fmt.channels, self.fmt.sample,
@@ -76,7 +82,8 @@ def read_snapshot(doc: Any, node: Any, visible: bool, context: int) -> Snapshot:
     bounds = None
     if selection is not None:
         bounds = Rect(int(selection.x()), int(selection.y()), int(selection.width()), int(selection.height()))
-    rect = plan_region(canvas.width, canvas.height, 0, 0, bounds, context, "the image").region
+    plan = plan_region(canvas.width, canvas.height, 0, 0, bounds, context, "the image")
+    rect = plan.region
     mask = None
     if selection is not None:
         mask = bytes(selection.pixelData(rect.x, rect.y, rect.width, rect.height))
@@ -88,7 +95,7 @@ def read_snapshot(doc: Any, node: Any, visible: bool, context: int) -> Snapshot:
         raw = bytes(node.pixelData(rect.x, rect.y, rect.width, rect.height))
     data = px.to_engine(raw, fmt, rect.area)
     node_id = None if visible else node.uniqueId()
-    return Snapshot(doc, node_id, visible, fmt, str(profile or ""), canvas, rect, data, mask)
+    return Snapshot(doc, node_id, visible, fmt, str(profile or ""), canvas, rect, data, mask, plan.selected)
 
 
 def _source_node(snap: Snapshot) -> Any:

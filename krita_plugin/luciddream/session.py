@@ -519,7 +519,7 @@ class Session:
             queued()
 
     def _success(self, run: "_Run") -> Tuple[str, str]:
-        r = run.snap.rect
+        r = run.snap.dreamed   # the selection's size, not the region read around it (its context margin)
         if run.kind == "preview":
             seconds = time.monotonic() - run.started
             return "preview", (f"Preview ({run.plan.width}×{run.plan.height} px) in {seconds:.1f} s: press Dream "

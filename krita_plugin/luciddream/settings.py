@@ -40,9 +40,9 @@ class DreamSettings:
     tile: int               # "Memory tile": the largest window the network sees at once (0 = auto)
     feather: float
     seed: int
-    look: str = "grow"          # "Class look": class targets alone grown out of the photo, or one picture
-    instance: int = 224         # "Object size": one instance of a class, in image pixels
-    class_strength: float = 1.0  # "Change allowed": how far the photo may change (0 = untouched … 1 = replaced)
+    look: str               # "Class look": class targets alone grown out of the photo, or one picture
+    instance: int           # "Object size": one instance of a class, in image pixels
+    class_strength: float   # "Change allowed": how far the photo may change (0 = untouched … 1 = replaced)
     visible: bool = False   # dream the visible image instead of the active layer
     preset: str = ""        # the look chosen in the preset list (what "Add look" adds)
     variations: int = 4     # how many seeds "Variations" dreams
@@ -62,9 +62,8 @@ def defaults(offer: kit.Offer) -> DreamSettings:
         octave_scale=float(offer.default("octave_scale")), steps=int(offer.default("steps")),
         step_size=float(offer.default("step_size")), tile=int(offer.default("tile")),
         feather=float(offer.default("feather")), seed=random.randrange(FIRST_SEEDS),
-        look=str(offer.defaults.get("look", offer.looks[0] if offer.looks else "grow")),
-        instance=int(offer.defaults.get("instance", 224)),
-        class_strength=float(offer.defaults.get("class_strength", 1.0)),
+        look=str(offer.default("look")), instance=int(offer.default("instance")),
+        class_strength=float(offer.default("class_strength")),   # an older engine's offer: the kit's
         visible=False, preset=offer.presets[0].name if offer.presets else "")
 
 
