@@ -13,6 +13,10 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("LUCIDDREAM_FIXTURES", ROOT.parent / "shared" / "fixtures"))
 sys.path.insert(0, str(ROOT / "benchmarks"))  # `import quality`: the judges tests and benchmarks share
 
+# The real editors' session fixtures (one GIMP profile and one Krita launch per version for every host test file).
+from host_fixtures import (gimp_home, gimp_host, gimp_root, installed_home, krita_host, krita_restart,  # noqa: E402,F401
+                           krita_run, krita_template, looks_cache, profile)
+
 
 def fixture_image(name: str, size: tuple[int, int] | None = None) -> np.ndarray:
     """A shared test photo as uint8 RGB, optionally resized to (width, height)."""

@@ -1,6 +1,6 @@
 """The class-look controls (look, instance size, class strength) in the real hosts: shown from the engine's offer,
 and a class dream in the grow look runs through them. GIMP through tests/hosts/gimp_dream_batch.py (as in
-test_gimp_host.py, whose fixtures this file shares); Krita through the docker driver's report (test_krita_host.py).
+test_gimp_host.py, with the same profile); Krita from the report of the one Krita launch (tests/host_fixtures.py).
 """
 from __future__ import annotations
 
@@ -8,12 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from test_gimp_host import (compare, finish, gimp_host, gimp_root, job, profile, run_gimp,  # noqa: F401
-                            gimp_home)
-from test_krita_host import installed_home, krita_host, krita_run, krita_template  # noqa: F401
+from test_gimp_host import compare, finish, job, run_gimp   # the fixtures (gimp_root, krita_run ...): conftest.py
 
 @pytest.mark.gimp
-def test_gimp_shows_the_class_look_controls_and_dreams_a_grow_look(gimp_root: Path, gimp_home: str,  # noqa: F811
+def test_gimp_shows_the_class_look_controls_and_dreams_a_grow_look(gimp_root: Path, gimp_home: str,
                                                                    tmp_path: Path) -> None:
     from luciddream.offer import describe
 
@@ -34,7 +32,7 @@ def test_gimp_shows_the_class_look_controls_and_dreams_a_grow_look(gimp_root: Pa
 
 
 @pytest.mark.krita
-def test_krita_docker_shows_the_class_look_controls_from_the_offer(krita_run) -> None:  # noqa: F811
+def test_krita_docker_shows_the_class_look_controls_from_the_offer(krita_run) -> None:
     from luciddream.offer import describe
 
     offer = describe()

@@ -18,13 +18,13 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "hosts"))
+from host_fixtures import Profile  # noqa: E402  (the session fixtures gimp_host, profile ...: tests/conftest.py)
 from roots import GIMP_HOSTS, GimpHost, in_root, shared_folders  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,70 +35,6 @@ SHARE = "/work-share"              # where each test's folder appears inside the
 FAST = {"steps": 2, "octaves": 1, "tile": 128, "seed": 3, "strength": 8.0}
 
 pytestmark = pytest.mark.gimp
-
-
-@pytest.fixture(scope="session", params=GIMP_HOSTS, ids=[host.id for host in GIMP_HOSTS])
-def gimp_host(request) -> GimpHost:
-    """Each GIMP version in turn; every test below depends on it, so each runs once per version."""
-    host = request.param
-    message = host.missing()
-    if message:
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        message = "the GIMP host tests need root and unshare (chroot with bind mounts)"
-        if os.environ.get("CI"):
-            pytest.fail(message + " (CI must not skip host tests)")
-        pytest.skip(message)
-    return host
-
-
-@pytest.fixture(scope="session")
-def gimp_root(gimp_host: GimpHost) -> Path:
-    return gimp_host.root
-
-
-@dataclass
-class Profile:
-    """A GIMP profile inside the root: `rel` is its path as seen inside, `install_home` the HOME install.py used."""
-
-    host: GimpHost
-    rel: str
-    install_home: Path
-
-    @property
-    def root(self) -> Path:
-        return self.host.root
-
-    @property
-    def plugins(self) -> Path:
-        """Where the version's first start puts its profile: ~/.config/GIMP/3.0 or ~/.config/GIMP/3.2."""
-        return self.root / self.rel.lstrip("/") / f".config/GIMP/{self.host.version}/plug-ins"
-
-    def install(self, *extra: str) -> None:
-        """The plug-in as a user gets it: install.py (a second run with other options rewrites engine.json)."""
-        subprocess.run([sys.executable, str(REPO / "install.py"), "--only", "gimp", "--venv", str(VENV),
-                        "--gimp-dir", str(self.plugins), *extra], check=True,
-                       env=dict(os.environ, HOME=str(self.install_home)), capture_output=True, text=True)
-
-
-@pytest.fixture(scope="session")
-def profile(gimp_host: GimpHost, tmp_path_factory: pytest.TempPathFactory):
-    """One profile for the whole session, headless and windowed runs alike: a fresh one costs GIMP ~10 s of
-    plug-in queries. No welcome dialog in the window; install.py keeps its manifest in a throwaway HOME."""
-    rel = f"/root/luciddream-tests/{uuid.uuid4().hex[:10]}"
-    prof = Profile(gimp_host, rel, tmp_path_factory.mktemp("install-home"))
-    prof.plugins.mkdir(parents=True)
-    (prof.plugins.parent / "gimprc").write_text("(show-welcome-dialog no)\n")
-    prof.install()
-    yield prof
-    shutil.rmtree(gimp_host.root / rel.lstrip("/"), ignore_errors=True)   # mounts never reach inside a profile
-
-
-@pytest.fixture
-def gimp_home(profile: Profile) -> str:
-    return profile.rel
 
 
 def _host_of(root: Path) -> GimpHost:

@@ -2,9 +2,11 @@
 scenarios by the test-only driver plug-in (tests/hosts/krita_driver), and the pixel code against Krita's API through
 kritarunner.
 
-One Krita launch runs every docker scenario (registration and the presets listed, CMYK refusal, cancel, dream via
-the menu action, screenshot) because a launch plus a worker start costs ~15 s; the tests below each check one part
-of its report. The settings test has its own HOME and two launches (set, quit, start again, read).
+One Krita launch per version runs every docker scenario (tests/host_fixtures.py's krita_run: registration and the
+presets listed, CMYK refusal, cancel, dream via the menu action, a click in the Layers docker, screenshot, the
+artist's loop, the look browser of test_looks_hosts.py, last the settings set through the widgets) because a launch
+plus a worker start costs 15-23 s; the tests below each check one part of its report. The settings test reads
+them back from a second launch in the same HOME (krita_restart).
 Every test runs on each Krita (ids krita-5.1: this Debian 12 system's; krita-5.2, krita-5.3 and krita-6.0, Qt6 and
 PyQt6: roots from tests/hosts/setup_root.sh); `pytest -k krita-6.0` runs one version. Needs tests/hosts/setup_krita.sh;
 without a Krita its tests skip, except under CI (.ci/run sets CI=1), where they fail.
@@ -17,7 +19,6 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Tuple
 
 import numpy as np
 import pytest
@@ -25,69 +26,12 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "hosts"))
 import krita_launch  # noqa: E402
-from roots import KRITA_HOSTS, KritaHost  # noqa: E402
+from host_fixtures import persisted_values  # noqa: E402  (the fixtures themselves: tests/conftest.py)
+from roots import KritaHost  # noqa: E402
 
 pytestmark = pytest.mark.krita
 ROOT = Path(__file__).resolve().parents[1]
-VENV = ROOT / ".venv"
-
-
-@pytest.fixture(scope="session", params=KRITA_HOSTS, ids=[host.id for host in KRITA_HOSTS])
-def krita_host(request) -> KritaHost:
-    """Each Krita in turn; every test below depends on it, so each runs once per version."""
-    host = request.param
-    message = host.missing()
-    if message:
-        if os.environ.get("CI"):
-            pytest.fail(message + " (CI must not skip host tests)")
-        pytest.skip(message)
-    if host.root is not None and (os.geteuid() != 0 or shutil.which("unshare") is None):
-        message = "the Krita root tests need root and unshare (chroot with bind mounts)"
-        if os.environ.get("CI"):
-            pytest.fail(message + " (CI must not skip host tests)")
-        pytest.skip(message)
-    return host
-
-
-@pytest.fixture(scope="session")
-def krita_template(krita_host: KritaHost) -> Path:
-    version = krita_launch.krita_version(krita_host.root)
-    cache = Path(f"/tmp/luciddream-krita-template-{version}-{os.getuid()}")
-    return krita_launch.template_home(cache, krita_host.root)
-
-
-@pytest.fixture(scope="session")
-def installed_home(krita_template):
-    """A fresh HOME with the warm profile and the plug-in installed the user's way (install.py)."""
-    home = krita_launch.new_home(krita_template)
-    result = krita_launch.install_plugin(home, VENV)
-    assert result.returncode == 0, f"install.py failed:\n{result.stdout}\n{result.stderr}"
-    yield home
-    shutil.rmtree(home, ignore_errors=True)
-
-
-def launch_with_driver(host: KritaHost, home: Path, out: Path, scenario: Optional[dict] = None) -> Tuple[dict, int]:
-    """One Krita launch driven by the test driver; returns (report, exit status)."""
-    started = time.time()
-    result = krita_launch.launch(home, out, scenario, timeout=300, root=host.root)
-    report_file = out / "report.json"
-    if not report_file.exists():
-        logs = {name: (out / name).read_text(errors="replace")[-1500:] for name in
-                ("krita.stderr", "xvfb.stderr", "driver.log") if (out / name).exists()}
-        pytest.fail(f"Krita ({host.id}) exited with {result.returncode} and no report; the ends of its logs "
-                    f"(pytest removes {out} after a few runs):\n" + "\n".join(f"--- {k}\n{v}" for k, v in logs.items()))
-    report = json.loads(report_file.read_text(encoding="utf-8"))
-    report["launch_s"] = round(time.time() - started, 1)
-    return report, result.returncode
-
-
-@pytest.fixture(scope="session")
-def krita_run(krita_host, installed_home, tmp_path_factory):
-    """Launch Krita once with the driver; returns (output folder, report, exit status)."""
-    krita_launch.add_driver(installed_home)
-    out = tmp_path_factory.mktemp("krita-run")
-    report, code = launch_with_driver(krita_host, installed_home, out)
-    return out, report, code
+VENV = ROOT / ".venv"   # what installed_home installs the plug-in with
 
 
 def test_install_py_puts_the_plugin_in_pykrita_and_enables_it(installed_home):
@@ -124,35 +68,24 @@ def test_the_docker_lists_the_engines_presets(krita_run):
     assert shown == [(p["name"], p["label"], p["targets"]) for p in describe()["presets"]]
 
 
-def test_settings_persist_across_a_krita_restart(krita_host, krita_template, tmp_path):
-    """Values set through the docker's widgets come back after Krita quits and starts again."""
+def test_settings_persist_across_a_krita_restart(krita_run, krita_restart):
+    """Values set through the docker's widgets (krita_run's last step) come back after Krita quits and starts
+    again (krita_restart, same HOME)."""
     from luciddream.offer import describe
 
     offer = describe()
-    home = krita_launch.new_home(krita_template)
-    try:
-        result = krita_launch.install_plugin(home, VENV)
-        assert result.returncode == 0, f"install.py failed:\n{result.stdout}\n{result.stderr}"
-        krita_launch.add_driver(home)
-        wanted = {"steps": 37, "step_size": 2.25, "octaves": 5, "octave_scale": 1.75, "tile": 320, "feather": 9,
-                  "seed": 4242, "visible": True, "model": offer["models"][-1], "preset": offer["presets"][-1]["name"],
-                  "look": offer["looks"][-1], "instance": 300, "class_strength": 0.45, "variations": 6,
-                  "full_after_preview": True, "advanced": True}
-        first, code = launch_with_driver(krita_host, home, tmp_path / "first",
-                                         {"steps": ["check_registration", "persist_set"], "persist": wanted})
-        assert first.get("error") is None and code == 0, first.get("error")
-        shown = first["defaults_shown"]                      # a first start shows the engine's defaults
-        assert {k: shown[k] for k in offer["defaults"]} == offer["defaults"]
-        assert (shown["visible"], shown["preset"]) == (False, offer["presets"][0]["name"])
-        assert (shown["variations"], shown["full_after_preview"], shown["advanced"]) == (4, False, False)
-        assert first["persist_set"] == wanted
-        assert "[luciddream]" in (home / ".config" / "kritarc").read_text().splitlines()
-        second, code = launch_with_driver(krita_host, home, tmp_path / "second",
-                                          {"steps": ["check_registration", "persist_read"]})
-        assert second.get("error") is None and code == 0, second.get("error")
-        assert second["persist_read"] == wanted
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
+    wanted = persisted_values(offer)
+    _, first, code = krita_run
+    assert first.get("error") is None and code == 0, first.get("error")
+    shown = first["defaults_shown"]                      # a first start shows the engine's defaults
+    assert {k: shown[k] for k in offer["defaults"]} == offer["defaults"]
+    assert (shown["visible"], shown["preset"]) == (False, offer["presets"][0]["name"])
+    assert (shown["variations"], shown["full_after_preview"], shown["advanced"]) == (4, False, False)
+    assert first["persist_set"] == wanted
+    kritarc, second, code = krita_restart
+    assert "[luciddream]" in kritarc.splitlines()
+    assert second.get("error") is None and code == 0, second.get("error")
+    assert second["persist_read"] == wanted
 
 
 def test_cmyk_is_refused_with_a_sentence_and_nothing_changes(krita_run):
@@ -181,6 +114,7 @@ def test_dream_changes_only_the_selection_into_a_new_layer(krita_run):
     assert dream["outcome"] == "done", dream["message"]
     w, h = dream["size"]
     x, y, sw, sh = dream["selection"]
+    assert dream["message"].endswith(f"({sw}×{sh} px)."), dream["message"]   # the selection's size, no context
     names = [name for name, kind in dream["layers"] if kind == "paintlayer"]
     assert names[0] == "Background" and names[1].startswith("Dream: goldfish, block10 ×0.5 (seed 7)")
     assert dream["new_layers"] == [names[1]] and dream["active"] == names[1]
@@ -266,17 +200,10 @@ def test_pixel_formats_against_the_real_krita_api(krita_host, installed_home, ru
 
 # ------------------------------------------------------------------------------------ the artist's loop (issue 17)
 
-LOOP_STEPS = ["check_registration", "loop_setup", "loop_preview", "loop_variations", "loop_again", "loop_guide",
-              "loop_empty_selection", "loop_killed_preview", "loop_closed_document", "loop_test_engine",
-              "loop_save_reopen", "loop_screenshot"]
-
-
 @pytest.fixture(scope="session")
-def loop_run(krita_host, installed_home, tmp_path_factory):
-    """One Krita launch for every loop scenario (tests/hosts/krita_driver/luciddream_testdriver/loop.py)."""
-    krita_launch.add_driver(installed_home)
-    out = tmp_path_factory.mktemp("krita-loop")
-    report, code = launch_with_driver(krita_host, installed_home, out, {"steps": LOOP_STEPS})
+def loop_run(krita_run):
+    """The loop scenarios' part of the one launch (tests/hosts/krita_driver/luciddream_testdriver/loop.py)."""
+    out, report, code = krita_run
     assert report.get("error") is None and code == 0, report.get("error")
     return out, report
 

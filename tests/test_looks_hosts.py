@@ -1,7 +1,8 @@
 """The look browser in the real editors (issue 18): choosing a thumbnail puts that target into the dream settings
-and a dream with it runs. One editor start per version does every check. The atlas slice is drawn first in this
-process into a cache the editor's worker then reads, as a user's is after the first build (drawing the whole atlas
-takes minutes: engine tests cover the drawing, tests/test_looks.py)."""
+and a dream with it runs. One editor start per version does every check (Krita's is the one launch all Krita files
+share, tests/host_fixtures.py). The atlas slice is drawn first in this process into a cache the editor's worker then
+reads, as a user's is after the first build (drawing the whole atlas takes minutes: engine tests cover the drawing,
+tests/test_looks.py)."""
 from __future__ import annotations
 
 import os
@@ -10,33 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from test_gimp_host import finish, gimp_home, gimp_host, gimp_root, job, profile, run_gimp  # noqa: F401
-from test_krita_host import (installed_home, krita_host, krita_launch, krita_template,  # noqa: F401
-                             launch_with_driver)
+from test_gimp_host import finish, job, run_gimp   # the fixtures (gimp_root, krita_run ...): conftest.py
 
 ROOT = Path(__file__).resolve().parents[1]
-SLICE = ["block1:0,1"]   # the driver's looks_steps.SLICE
 
 
-@pytest.fixture(scope="session")
-def looks_cache(tmp_path_factory):
-    """A cache folder holding the slice, made with the engine's real recipe, in the environment editors inherit."""
-    from luciddream import atlas
-
-    folder = tmp_path_factory.mktemp("looks-cache")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("LUCIDDREAM_CACHE", str(folder))
-    atlas.build("lite0", SLICE)
-    yield folder
-    patch.undo()
-
-
-def test_krita_looks_page_adds_the_clicked_channel_and_a_dream_with_it_runs(krita_host, installed_home,  # noqa: F811
-                                                                            looks_cache, tmp_path_factory):
-    krita_launch.add_driver(installed_home)
-    out = tmp_path_factory.mktemp("krita-looks")
-    report, code = launch_with_driver(krita_host, installed_home, out, {"steps": [
-        "check_registration", "loop_setup", "looks_browse", "looks_dream", "looks_screenshot"]})
+def test_krita_looks_page_adds_the_clicked_channel_and_a_dream_with_it_runs(krita_host, krita_run):
+    """The look browser's steps in the one Krita launch (tests/host_fixtures.py: looks_browse, looks_dream and
+    looks_screenshot on a document of their own, the slice drawn into looks_cache first)."""
+    out, report, code = krita_run
     assert report.get("error") is None and code == 0, report.get("error")
     browse = report["looks_browse"]
     assert browse["visible"] and browse["items"] == ["block1", "block1:0", "block1:1"], browse
@@ -63,7 +46,7 @@ def venv_looks_cache():
     return Path(done.stdout.strip())
 
 
-def test_gimp_explore_looks_fills_targets_and_a_dream_with_it_runs(gimp_root, gimp_home, venv_looks_cache,  # noqa: F811
+def test_gimp_explore_looks_fills_targets_and_a_dream_with_it_runs(gimp_root, gimp_home, venv_looks_cache,
                                                                    tmp_path):
     """The real dialog: Alt+X opens the browser on the Layer look's page (textures: block3, its classic look
     first, then its 8 channels), Space chooses the focused first look, the Targets field holds it, and OK dreams

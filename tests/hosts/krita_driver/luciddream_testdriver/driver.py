@@ -1,10 +1,11 @@
 """Scenarios run inside real Krita against the real Lucid Dream docker and engine worker.
 
-Order: registration (and the presets the docker lists) → refused colour model (CMYK) → cancel mid-dream → dream
-through the menu action → screenshot → quit. The settings scenario instead sets values through the docker in one
-launch (persist_set) and reads them back in the next (persist_read). Results go to OUT/report.json plus raw pixel
-dumps (*.bin, Krita's BGRA bytes) and PNG exports, which tests/test_krita_host.py checks. Geometry and settings
-come from OUT/scenario.json when present.
+Default order: registration (and the presets the docker lists) → refused colour model (CMYK) → cancel mid-dream →
+dream through the menu action → a click in the Layers docker → screenshot → quit; OUT/scenario.json's "steps" names
+others (tests/host_fixtures.py runs these, the look browser's and the loop's in one launch). The settings steps set
+values through the docker (persist_set, last before quitting) and read them back in the next launch (persist_read).
+Results go to OUT/report.json plus raw pixel dumps (*.bin, Krita's BGRA bytes) and PNG exports, which
+tests/test_krita_host.py checks. Geometry and settings come from OUT/scenario.json when present.
 """
 import dataclasses
 import json
@@ -389,10 +390,19 @@ class DriverExtension(Extension):
                 "variations": d.variations_spin.value(), "full_after_preview": d.full_after_check.isChecked(),
                 "advanced": d.advanced_button.isChecked()}
 
-    def persist_set(self):
-        """Change every setting through the docker's own widgets, as a user would; Krita quits next."""
-        d = self.docker
+    def first_start_values(self):
+        """What the docker shows before any step changed it (on a first start: the engine's defaults)."""
         self.report["defaults_shown"] = self.docker_values()
+
+    def looks_close(self):
+        """Fold the Looks page away again, so the steps after it see the docker as a user who closed it."""
+        self.docker.looks_button.setChecked(False)
+
+    def persist_set(self):
+        """Change every setting through the docker's own widgets, as a user would; Krita quits next. (What the
+        docker showed before: first_start_values, or here when no step took it.)"""
+        d = self.docker
+        self.report.setdefault("defaults_shown", self.docker_values())
         wanted = self.spec["persist"]
         d.steps_spin.setValue(wanted["steps"])
         d.step_size_spin.setValue(wanted["step_size"])
