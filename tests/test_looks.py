@@ -170,12 +170,61 @@ def test_the_worker_serves_looks_with_progress_cancel_and_one_sentence(tmp_path)
             LooksRequest.from_header({"kind": "looks", "id": "1", "channels": "all"})
 
 
-def test_a_channel_dead_on_grey_is_drawn_again_from_a_picture_with_contrast():
-    """Most of head's ReLU6 channels are zero on a flat grey start, so they got no gradient and stayed grey."""
+def test_head_channels_are_drawn_below_their_clamp_and_labelled_by_the_classifier(cache, monkeypatch):
+    """Lite's head ends in a ReLU6, zero for most channels on the flat grey start: the picture is optimised for
+    the value before the clamp, and its labels are the classes the classifier's weights say it pushes. A net
+    without that hook (the plain activations) is drawn again from a picture with contrast instead."""
+    import torch
+
     from luciddream.nets import load_model
 
     net = load_model("lite0", "cpu")
-    flat = atlas._optimise(net, "head", [81], TINY, None, lambda f, m: None, 0.01)[0]
-    assert flat.std() < atlas.FLAT
     drawn = atlas._visualise(net, "head", [81], TINY, None, lambda f, m: None)[0]
     assert drawn.std() > 5 * atlas.FLAT
+    weight, _ = net.readout("head")
+    assert weight.shape == (1000, 1280) and net.readout("block15") is None
+    pushed = atlas._pushed(weight, [81], TINY)[0]
+    assert pushed[0][1] == pytest.approx(float(weight[:, 81].max()), abs=1e-4)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():  # the readout is exact: the classifier of the head's spatial mean
+        logits = net(x, ["logits"])["logits"]
+        assert torch.allclose(net(x, ["head"])["head"].mean(dim=(2, 3)) @ weight.T + net.readout("head")[1],
+                              logits, atol=1e-4)
+    found = atlas.build("lite0", ["head:81"], recipe=TINY)
+    look = found.layers[0].channels[0]
+    assert look.basis == atlas.WEIGHTS and look.classes == tuple(pushed) and look.summary().startswith("pushes ")
+    assert atlas.search(found, pushed[0][0]) == [look]   # found by the name of a class it pushes
+    monkeypatch.setattr(net, "unclamped", lambda x, layer: None)
+    flat = atlas._optimise(net, "head", [81], TINY, None, lambda f, m: None, 0.01)[0]
+    assert flat.std() < atlas.FLAT
+    assert atlas._visualise(net, "head", [81], TINY, None, lambda f, m: None)[0].std() > 5 * atlas.FLAT
+
+
+def test_a_dream_pre_empts_a_looks_build_which_goes_on_after_it(tmp_path):
+    """The atlas builds in the background while the user works: a dream sent while the worker draws looks runs at
+    once; the looks job ends with `busy` (a sentence saying it was paused), keeping what it drew, and the same
+    request asked again afterwards finishes from where it stopped."""
+    import os
+    import sys
+
+    from luciddream import protocol as P
+    from luciddream.protocol.looks import read
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env.update(LUCIDDREAM_CACHE=str(tmp_path / "cache"), LUCIDDREAM_THREADS="1", OMP_NUM_THREADS="1")
+    picture = np.full((48, 48, 3), 128, np.uint8)
+    with P.Client.spawn(sys.executable, env=env) as client:
+        looks = client.looks(layers=["block1:0,1"])
+        for event in looks.events(timeout=120):
+            if "channels" in event.message:   # the thumbnail is drawn, the channels are being optimised
+                break
+        dream = client.dream(picture.tobytes(), 48, 48, 3, "u8", None, "layer:block1",
+                             {"octaves": 1, "steps": 2, "seed": 1})
+        assert len(dream.result(timeout=120)) == picture.size
+        with pytest.raises(P.WorkerError, match=r"The looks were paused so that dream .* could run") as info:
+            read(looks, timeout=60)
+        assert info.value.code == P.BUSY
+        drawn = sorted(p.name for p in (tmp_path / "cache").glob("atlas/*/block1*.png"))
+        assert "block1.png" in drawn   # the thumbnail finished before the dream stays in the cache
+        model, pages = read(client.looks(layers=["block1:0,1"]), timeout=300)
+        assert [look.target for look in pages[0]] == ["layer:block1", "layer:block1:0", "layer:block1:1"]

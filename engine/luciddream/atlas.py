@@ -2,20 +2,25 @@
 target by looking instead of by name (`layer:block6:3,17` means nothing to a person).
 
 For each dreamable layer:
-- a thumbnail of its classic look: a short layer dream (render.dream, the very path a plug-in's dream takes) of
-  one neutral reference picture, soft 1/f colour noise with a fixed seed. Noise, not a photo: a photo's own
-  content (a cat's face, a horizon) would shape every thumbnail, while on the same content-free start the
-  differences between thumbnails are the layers' alone.
+- a thumbnail of its classic look: a layer dream (render.dream, the very path a plug-in's dream takes) of one
+  neutral reference picture, faint 1/f colour noise with a fixed seed, at twice the default intensity and steps
+  so that the layer's pattern is unmistakable at a glance. Noise, not a photo: a photo's own content (a cat's
+  face, a horizon) would shape every thumbnail, while on the same content-free start the differences between
+  thumbnails are the layers' alone. Faint noise, not strong: the dream then draws on an almost empty canvas, and
+  deep layers have room to draw whole eyes, snouts and faces instead of fighting the noise's own texture.
 - its most characteristic channels: those whose mean squared activation (the dream's own objective) rose most
   between the reference and the layer's thumbnail, i.e. the channels that the layer's classic look is made of;
   all channels are ranked, so "more" simply takes the next ones.
 - each chosen channel as a feature visualisation in the Lucid recipe the class look uses: a decorrelated Fourier
   image (param.py) optimised with Adam under random zooms, turns and shifts (transforms.RandomView), for the
-  channel's mean squared activation, which is what `layer:L:C` dreams.
-- each channel labelled with the ImageNet classes the network itself sees in the channel's picture (the mean
-  softmax over a few views of it). Why not the weights' path to the logits: between a channel and the logits lie
-  ReLU6s, depthwise convolutions and residual sums, so a linear path says little for all but the last layers,
-  while the picture's classes are exactly what the channel's dream tends to look like, which is what a search
+  channel's mean squared activation, which is what `layer:L:C` dreams; for a layer whose activations end in a
+  clamp (Lite's head: ReLU6 at 6, no gradient once reached) the mean of its values before the clamp.
+- each channel labelled with ImageNet classes, by one of two rules. Where the path from the layer to the logits
+  is linear (DreamNet.readout: Lite's head, then global average pooling, then the classifier) the classifier's
+  own weights say exactly which classes a channel pushes: its top weights ("basis": "weights"). Elsewhere
+  ReLU6s, depthwise convolutions and residual sums lie between a channel and the logits, so a linear path says
+  little, and the labels are the classes the network itself sees in the channel's picture (the mean softmax over
+  a few views of it; "basis": "picture"), which is what the channel's dream tends to look like and what a search
   for "dog" or "feathers" is after. Words beyond class names come from a small table (WORDS) of class groups.
 
 Everything is cached under the engine's cache folder (cache.cache_folder), in a folder named by the model, a hash
@@ -51,16 +56,18 @@ class Recipe:
     """How the atlas is drawn. Part of the cache key: another recipe is another atlas."""
 
     side: int = 96                # feature visualisations: side of the optimised picture and of what the net sees
-    steps: int = 48               # Adam steps per visualisation (all the layer's channels in one batch)
-    learning_rate: float = 0.08
+    steps: int = 32               # Adam steps per visualisation (all the layer's channels in one batch)
+    learning_rate: float = 0.12   # with 32 steps as strong as 48 at 0.08 (looked at side by side), a third cheaper
     amplitude: float = 2.5        # the spectrum's picture is scaled by this before the sigmoid
     decay: float = 1.0            # the spectrum falls as 1/f^decay (Lucid's value)
     view: RandomView = RandomView(zoom=(0.85, 1.25), degrees=10.0, shift=0.08)
     label_views: int = 4          # views of a finished picture the classes are averaged over
     classes: int = 5              # classes kept per channel
-    thumb_side: int = 160         # layer thumbnails: side of the reference picture
-    thumb_octaves: int = 3
-    thumb_steps: int = 10         # steps per octave: the classic look's own number
+    thumb_side: int = 224         # layer thumbnails: side of the reference picture (the network's own input size)
+    thumb_octaves: int = 4        # the dream's default
+    thumb_steps: int = 20         # steps per octave: twice the classic look's 10
+    thumb_step_size: float = 3.0  # twice the default intensity
+    thumb_contrast: float = 0.5   # the reference noise's strength (sigmoid of the spectrum times this)
     channels: int = 8             # channels per layer unless asked for more
 
     def key(self) -> str:
@@ -93,12 +100,17 @@ Progress = Callable[[float, str], None]   # (fraction of the asked-for work done
 Note = Callable[[str], None]              # one line for the user (a damaged cache file was rebuilt)
 
 
+PICTURE, WEIGHTS = "picture", "weights"   # what a channel's labels come from (the module's docstring says why)
+
+
 @dataclass(frozen=True)
 class ChannelLook:
     layer: str
     channel: int
     picture: Path
-    classes: tuple[tuple[str, float], ...]   # (class name, mean probability), most probable first
+    classes: tuple[tuple[str, float], ...]   # (class name, score), best first: a mean probability (PICTURE) or
+                                             # the classifier's weight from the channel to the class (WEIGHTS)
+    basis: str = PICTURE
 
     @property
     def target(self) -> str:
@@ -107,6 +119,12 @@ class ChannelLook:
     @property
     def label(self) -> str:
         return ", ".join(name for name, _ in self.classes[:3])
+
+    def summary(self, count: int = 3) -> str:
+        """The first classes with their scores, as a person reads them."""
+        if self.basis == WEIGHTS:
+            return "pushes " + ", ".join(f"{name} {w:+.2f}" for name, w in self.classes[:count])
+        return ", ".join(f"{name} {p:.0%}" for name, p in self.classes[:count])
 
 
 @dataclass(frozen=True)
@@ -130,6 +148,7 @@ class Atlas:
     drawn: int = 0       # pictures computed by this call
     reused: int = 0      # pictures read from the cache
     seconds: float = 0.0
+    cpu_seconds: float = 0.0   # this process's CPU time for the call (all threads)
 
     def channels(self) -> list[ChannelLook]:
         return [c for layer in self.layers for c in layer.channels]
@@ -151,13 +170,13 @@ def atlas_folder(net: DreamNet, recipe: Optional[Recipe] = None) -> Path:
     return cache_folder() / "atlas" / f"{net.spec.name}-{weights_hash(net)}-r{recipe.key()}-f{FORMAT}"
 
 
-def reference_picture(side: int, seed: int = 0) -> np.ndarray:
-    """The neutral start of every layer thumbnail: soft colour noise with natural images' 1/f spectrum, mid-grey
+def reference_picture(side: int, contrast: float = RECIPE.thumb_contrast, seed: int = 0) -> np.ndarray:
+    """The neutral start of every layer thumbnail: faint colour noise with natural images' 1/f spectrum, mid-grey
     on average, the same for every layer and every run (a fixed seed)."""
     generator = torch.Generator().manual_seed(seed)
     spectrum = param.spectrum((side, side), 1.6, generator, std=1.0)
     with torch.no_grad():
-        picture = torch.sigmoid(spectrum.picture() * 1.2)[0]
+        picture = torch.sigmoid(spectrum.picture() * contrast)[0]
     return picture.permute(1, 2, 0).numpy().astype(np.float32)
 
 
@@ -186,7 +205,7 @@ def build(model: str = "lite0", layers: Optional[Sequence[str]] = None, channels
     `note` hears one line about it."""
     from .nets import resolve_device
 
-    start = time.monotonic()
+    start, cpu_start = time.monotonic(), time.process_time()
     recipe = recipe or RECIPE
     net = load_model(model, resolve_device(device), weights=weights)
     folder = atlas_folder(net, recipe)
@@ -203,6 +222,7 @@ def build(model: str = "lite0", layers: Optional[Sequence[str]] = None, channels
 
         result.layers.append(_layer(net, folder, layer, chosen, count, recipe, step, cancel, note, result))
     result.seconds = time.monotonic() - start
+    result.cpu_seconds = time.process_time() - cpu_start
     return result
 
 
@@ -218,7 +238,7 @@ def _layer(net: DreamNet, folder: Path, layer: str, chosen: tuple[int, ...], cou
     thumb = _read_picture(thumb_path, note)
     if thumb is None:
         step(0.0, "classic look")
-        thumb = _thumbnail(net, layer, recipe, cancel)
+        thumb = _thumbnail(net, layer, recipe, cancel, lambda fraction: step(0.1 * fraction, "classic look"))
         _write_picture(thumb_path, thumb)
         result.drawn += 1
         record.pop("ranking", None)  # ranked against the old thumbnail
@@ -250,7 +270,9 @@ def _layer(net: DreamNet, folder: Path, layer: str, chosen: tuple[int, ...], cou
             step(0.1 + 0.9 * (done + fraction * len(group)) / max(1, len(order)), message)
 
         drawn = _visualise(net, layer, group, recipe, cancel, inner)
-        found = _classes(net, drawn, recipe)
+        readout = net.readout(layer)
+        found = _classes(net, drawn, recipe) if readout is None else _pushed(readout[0], group, recipe)
+        record["basis"] = PICTURE if readout is None else WEIGHTS
         for channel, picture, classes in zip(group, drawn, found):
             _write_picture(folder / f"{layer}-{channel}.png", picture)
             known[str(channel)] = classes
@@ -258,19 +280,22 @@ def _layer(net: DreamNet, folder: Path, layer: str, chosen: tuple[int, ...], cou
             result.drawn += 1
         _write_record(record_path, record)  # after each group: Cancel keeps what is finished
     step(1.0, "ready")
-    looks = tuple(ChannelLook(layer, c, folder / f"{layer}-{c}.png", tuple((n, float(p)) for n, p in known[str(c)]))
-                  for c in order)
+    basis = record.get("basis", PICTURE)
+    looks = tuple(ChannelLook(layer, c, folder / f"{layer}-{c}.png", tuple((n, float(p)) for n, p in known[str(c)]),
+                              basis) for c in order)
     return LayerLook(layer, total, thumb_path, ranking, looks)
 
 
-def _thumbnail(net: DreamNet, layer: str, recipe: Recipe, cancel: Optional[threading.Event]) -> np.ndarray:
-    """The layer's classic look: a short layer dream of the reference picture, through render.dream."""
+def _thumbnail(net: DreamNet, layer: str, recipe: Recipe, cancel: Optional[threading.Event],
+               progress: Callable[[float], None] = lambda fraction: None) -> np.ndarray:
+    """The layer's classic look: a layer dream of the reference picture, through render.dream."""
     from .render import dream
 
     device = str(next(net.parameters()).device)
-    return dream(reference_picture(recipe.thumb_side), None, f"layer:{layer}", model=net.spec.name,
-                 octaves=recipe.thumb_octaves, steps=recipe.thumb_steps, seed=0, cancel=cancel,
-                 device=device.split(":")[0])
+    return dream(reference_picture(recipe.thumb_side, recipe.thumb_contrast), None, f"layer:{layer}",
+                 model=net.spec.name, octaves=recipe.thumb_octaves, steps=recipe.thumb_steps,
+                 step_size=recipe.thumb_step_size, seed=0, cancel=cancel, device=device.split(":")[0],
+                 progress=lambda news: progress(news.fraction))
 
 
 def _activations(net: DreamNet, layer: str, rgb: np.ndarray) -> torch.Tensor:
@@ -282,7 +307,8 @@ def _activations(net: DreamNet, layer: str, rgb: np.ndarray) -> torch.Tensor:
 
 def _rank(net: DreamNet, layer: str, thumbnail: np.ndarray, recipe: Recipe) -> list[int]:
     """Every channel, by how much the classic look raised its mean squared activation over the reference's."""
-    before = _activations(net, layer, reference_picture(recipe.thumb_side)).pow(2).mean(dim=(1, 2))
+    before = _activations(net, layer, reference_picture(recipe.thumb_side, recipe.thumb_contrast))
+    before = before.pow(2).mean(dim=(1, 2))
     after = _activations(net, layer, thumbnail).pow(2).mean(dim=(1, 2))
     return [int(c) for c in torch.argsort(after - before, descending=True)]
 
@@ -296,8 +322,9 @@ def _visualise(net: DreamNet, layer: str, channels: Sequence[int], recipe: Recip
     activation, seen under a random view each step.
 
     The pictures start almost flat grey (`start`: the spectrum's spread). A channel behind a ReLU6 that is zero
-    on such a picture (most of `head`'s 1280) gets no gradient and stays grey; those are drawn again from a
-    picture with contrast (spread 0.5), which gives the gradient somewhere to start."""
+    on such a picture gets no gradient and stays grey; those are drawn again from a picture with contrast (spread
+    0.5), which gives the gradient somewhere to start. (Lite's head, whose ReLU6 channels are mostly zero on grey,
+    needs no second go: its values before the clamp are optimised, DreamNet.unclamped.)"""
     pictures = _optimise(net, layer, channels, recipe, cancel, progress, start)
     flat = [i for i, picture in enumerate(pictures) if picture.std() < FLAT]
     if flat and start < 0.5:
@@ -321,9 +348,11 @@ def _optimise(net: DreamNet, layer: str, channels: Sequence[int], recipe: Recipe
             raise Cancelled()
         pictures = torch.cat([torch.sigmoid(s.picture() * recipe.amplitude) for s in spectra])
         seen = torch.cat([recipe.view(pictures[i:i + 1], side / 2, side / 2, side, side, rng) for i in range(n)])
-        acts = net(seen.to(p.dtype), [layer])[layer]
+        unclamped = net.unclamped(seen.to(p.dtype), layer)
+        acts = net(seen.to(p.dtype), [layer])[layer] if unclamped is None else unclamped
         picked = acts[torch.arange(n, device=p.device), index]
-        objective = picked.pow(2).mean(dim=(1, 2)).sum()
+        # before a clamp the value itself is raised (its square would also reward strongly negative values)
+        objective = (picked.pow(2) if unclamped is None else picked).mean(dim=(1, 2)).sum()
         optimiser.zero_grad(set_to_none=True)
         (-objective).backward()
         optimiser.step()
@@ -354,6 +383,16 @@ def _classes(net: DreamNet, pictures: Sequence[np.ndarray], recipe: Recipe) -> l
             probs = net(views, [LOGITS])[LOGITS].softmax(dim=1).mean(dim=0)
             top = torch.topk(probs, recipe.classes)
             out.append([(names[int(i)], round(float(v), 4)) for v, i in zip(top.values, top.indices)])
+    return out
+
+
+def _pushed(weight: torch.Tensor, channels: Sequence[int], recipe: Recipe) -> list[list[tuple[str, float]]]:
+    """The classes each channel pushes most: its largest weights in the linear readout (classes × channels)."""
+    names = labels.class_names()
+    out = []
+    for channel in channels:
+        top = torch.topk(weight[:, channel].float().cpu(), recipe.classes)
+        out.append([(names[int(i)], round(float(v), 4)) for v, i in zip(top.values, top.indices)])
     return out
 
 

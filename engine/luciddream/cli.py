@@ -262,7 +262,7 @@ def _run_looks(args: argparse.Namespace) -> int:
     for layer in found.layers:
         print(f"{layer.target:22s} classic look of {layer.channels_total} channels")
         for c in layer.channels:
-            print(f"{c.target:22s} {', '.join(f'{name} {p:.0%}' for name, p in c.classes[:3])}")
+            print(f"{c.target:22s} {c.summary()}")
     if args.output:
         atlas.contact_sheet(found, args.output, title=f"{found.model}: classic look and most characteristic "
                                                       f"channels per layer" + (f', "{args.search}"' if args.search
@@ -270,7 +270,7 @@ def _run_looks(args: argparse.Namespace) -> int:
         print(f"wrote {args.output}", file=sys.stderr)
     if not args.quiet:
         print(f"{found.drawn} pictures drawn, {found.reused} from the cache ({found.folder}), "
-              f"{found.seconds:.1f} s", file=sys.stderr)
+              f"{found.seconds:.1f} s ({found.cpu_seconds:.0f} CPU s)", file=sys.stderr)
     return 0
 
 

@@ -241,7 +241,7 @@ def run_looks(req: Any, cancel: threading.Event, send_progress: Callable[[Dict[s
         layers = []
         for layer in found.layers:
             looks = [{"channel": c.channel, "target": c.target, "classes": [[n, p] for n, p in c.classes[:3]],
-                      "picture": picture(c.picture)}
+                      "basis": c.basis, "picture": picture(c.picture)}
                      for c in layer.channels if wanted is None or (c.layer, c.channel) in wanted]
             if wanted is not None and not looks:
                 continue

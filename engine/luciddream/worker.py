@@ -9,6 +9,9 @@ sane:
   descriptor 1 is pointed at stderr, so a stray print (ours, a library's, or C code's) lands in the log.
 - one job at a time; it runs in a thread so that a "cancel" frame can be read meanwhile and stops it within a
   step. The model stays loaded between jobs (nets.load_model caches it).
+- a dream pre-empts a running "looks" job (the look atlas drawn in the background while the user works): the
+  looks job is cancelled (every picture it finished stays in the cache), its client hears `busy` with a sentence
+  saying so and asks again later, and the dream starts as soon as the looks job's step ends.
 - the worker exits by itself when its stdin closes or its parent process dies, so a killed plug-in never leaves
   an engine behind holding gigabytes of memory.
 - while a job runs, its latest progress frame is sent again after `heartbeat` seconds without news (a slow first
@@ -21,7 +24,8 @@ import os
 import sys
 import threading
 import time
-from typing import Any, BinaryIO, Dict, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Dict, Optional, Sequence
 
 from . import jobs
 from . import protocol as P
@@ -29,6 +33,18 @@ from .jobs import engine_info
 
 _PARENT_POLL_S = 0.2
 HEARTBEAT_S = 5.0   # a running job is never quiet for longer than this (announced in the hello reply)
+PREEMPT_WAIT_S = 30.0  # how long a dream waits for a pre-empted looks job to stop (it stops within a step)
+
+
+@dataclass
+class _Running:
+    """The job in the worker's one slot."""
+
+    id: Any
+    cancel: threading.Event
+    done: threading.Event
+    looks: bool
+    preempted_by: Any = None   # the dream that asked a looks job to make way
 
 
 def claim_stdout() -> BinaryIO:
@@ -89,7 +105,7 @@ class Worker:
         self.heartbeat = heartbeat
         self._write_lock = threading.Lock()
         self._lock = threading.Lock()
-        self._job: Optional[Tuple[Any, threading.Event]] = None
+        self._job: Optional[_Running] = None
         self._news: Dict[str, Any] = {}     # the running job's latest progress frame, sent again when quiet
         self._sent_at = time.monotonic()
         self._warmed = False
@@ -146,45 +162,57 @@ class Worker:
 
     def _cancel(self, job_id: Any) -> None:
         with self._lock:
-            if self._job is not None and (job_id is None or job_id == self._job[0]):
-                self._job[1].set()
+            if self._job is not None and (job_id is None or job_id == self._job.id):
+                self._job.cancel.set()
 
     def _stop_job(self) -> None:
         with self._lock:
             if self._job is not None:
-                self._job[1].set()
+                self._job.cancel.set()
 
-    def _start(self, req: Any, payload: Any) -> None:
+    def _claim(self, req: Any) -> tuple:
+        """(the new job's slot, None) or (None, the job in the way)."""
         with self._lock:
             if self._job is not None:
-                busy = self._job[0]
-            else:
-                busy = None
-                cancel = threading.Event()
-                self._job = (req.id, cancel)
-        if busy is not None:
-            self.send_error(req.id, P.BUSY, f"The engine is still working on job {busy}: wait for it to finish "
-                                            f"or cancel it first.")
+                return None, self._job
+            self._job = _Running(req.id, threading.Event(), threading.Event(), not isinstance(req, P.JobRequest))
+            return self._job, None
+
+    def _start(self, req: Any, payload: Any) -> None:
+        mine, running = self._claim(req)
+        if running is not None and running.looks and isinstance(req, P.JobRequest):
+            # A dream goes first: the looks job stops within a step, keeping what it drew; its client asks again.
+            running.preempted_by = req.id
+            running.cancel.set()
+            if running.done.wait(PREEMPT_WAIT_S):
+                mine, running = self._claim(req)
+        if running is not None:
+            self.send_error(req.id, P.BUSY, f"The engine is still working on job {running.id}: wait for it to "
+                                            f"finish or cancel it first.")
             return
-        done = threading.Event()
+        done = mine.done
         self._news = jobs.progress_header(req.id)
         if self.heartbeat > 0:
             threading.Thread(target=self._beat, args=(done,), name=f"luciddream-beat-{req.id}", daemon=True).start()
-        threading.Thread(target=self._run, args=(req, payload, cancel, done), name=f"luciddream-job-{req.id}",
+        threading.Thread(target=self._run, args=(req, payload, mine), name=f"luciddream-job-{req.id}",
                          daemon=True).start()
 
-    def _run(self, req: Any, payload: Any, cancel: threading.Event, done: threading.Event) -> None:
+    def _run(self, req: Any, payload: Any, mine: _Running) -> None:
         def news(header: Dict[str, Any]) -> None:
             self._news = header
             self.send(header)
 
         start = time.monotonic()
         looks = not isinstance(req, P.JobRequest)
-        outcome = jobs.run_looks(req, cancel, news) if looks else jobs.run(req, payload, cancel, news)
+        outcome = jobs.run_looks(req, mine.cancel, news) if looks else jobs.run(req, payload, mine.cancel, news)
+        if mine.preempted_by is not None and outcome.status == P.CANCELLED:
+            outcome = jobs.Outcome(jobs.error_header(req.id, P.BUSY, (
+                f"The looks were paused so that dream {mine.preempted_by} could run; every picture finished so "
+                f"far is kept: ask again when it ends.")), (), "paused")
         # Free the slot before answering, so a client that sends its next job right after the reply is not "busy".
         with self._lock:
             self._job = None
-            done.set()
+            mine.done.set()
         self.send(outcome.header, *outcome.payload)
         what = "looks" if looks else f"{req.width}×{req.height}"
         print(f"luciddream worker: job {req.id} {what} {outcome.status} in "

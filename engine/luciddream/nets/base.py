@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Collection
+from typing import Callable, Collection, Optional
 
 import torch
 from torch import nn
@@ -81,6 +81,16 @@ class DreamNet(nn.Module):
 
     def forward(self, x: torch.Tensor, layers: Collection[str]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def readout(self, layer: str) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+        """(weight: classes × channels, bias) when the logits are exactly weight @ (the layer's spatial mean) +
+        bias, so its channels' classes can be read off the classifier; None where the path is not linear."""
+        return None
+
+    def unclamped(self, x: torch.Tensor, layer: str) -> Optional[torch.Tensor]:
+        """The layer's activations before a final clamp that stops gradients (ReLU6 at 6), for pictures that
+        maximise a channel; None when the layer has none (then the activations themselves are maximised)."""
+        return None
 
 
 def deepest_stage(layers: Collection[str], stages: list[str]) -> tuple[set[str], int]:

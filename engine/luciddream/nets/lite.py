@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from typing import Callable, Collection
+from typing import Callable, Collection, Optional
 
 import torch
 from torch import nn
@@ -56,6 +56,21 @@ class LiteNet(DreamNet):
         if LOGITS in wanted:
             out[LOGITS] = net._fc(x.mean(dim=(2, 3)))
         return out
+
+
+    def readout(self, layer: str) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+        """head → global average pool → _fc: linear (dropout is off in eval)."""
+        if layer != "head":
+            return None
+        return self.net._fc.weight.detach(), self.net._fc.bias.detach()
+
+    def unclamped(self, x: torch.Tensor, layer: str) -> Optional[torch.Tensor]:
+        """head's 1×1 convolution before its ReLU6: on a picture that drives a channel to 6 everywhere the
+        clamp leaves no gradient, so its feature visualisation stops at a faint texture."""
+        if layer != "head":
+            return None
+        below = self._stages[self._stages.index("head") - 1]
+        return self.net._bn1(self.net._conv_head(self.forward(x, [below])[below]))
 
 
 def _inline_padding(conv: nn.Module) -> None:

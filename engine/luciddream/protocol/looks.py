@@ -9,10 +9,13 @@ index points into. The index travels in the payload, not the header, so a long a
 size limit:
 
     {"model": "lite0", "layers": [{"layer", "target", "channels", "picture": [offset, length],
-                                   "looks": [{"channel", "target", "classes": [[name, p], ...],
-                                              "picture": [offset, length]}]}]}
+                                   "looks": [{"channel", "target", "classes": [[name, score], ...],
+                                              "basis"?, "picture": [offset, length]}]}]}
 
-Offsets count from the end of the index. Standard library only (this package runs in GIMP's and Krita's Pythons).
+Offsets count from the end of the index. A channel's "basis" says what its classes' scores are: "picture" (the
+default) the mean probability the network gives the channel's picture, "weights" the classifier's weight from the
+channel to the class (where that path is linear: the classes the channel pushes). Standard library only (this
+package runs in GIMP's and Krita's Pythons).
 """
 from __future__ import annotations
 
@@ -62,13 +65,18 @@ class Look:
     channel: Optional[int]       # None for the layer's own thumbnail
     classes: Tuple[Tuple[str, float], ...]
     png: bytes
+    basis: str = "picture"       # "picture": probabilities the network gives the picture; "weights": the
+                                 # classifier's weights from the channel (the classes it pushes)
 
     @property
     def label(self) -> str:
-        """Short text for a tooltip: the layer (and channel) and the classes the network sees in it."""
+        """Short text for a tooltip: the layer (and channel) and its classes."""
         what = f"{self.layer} (classic look)" if self.channel is None else f"{self.layer} channel {self.channel}"
-        classes = ", ".join(f"{name} {p:.0%}" for name, p in self.classes[:3])
-        return f"{what}: {classes}" if classes else what
+        if self.basis == "weights":
+            classes = "pushes " + ", ".join(f"{name} {w:+.2f}" for name, w in self.classes[:3])
+        else:
+            classes = ", ".join(f"{name} {p:.0%}" for name, p in self.classes[:3])
+        return f"{what}: {classes}" if self.classes else what
 
 
 def reply_payload(index: Dict[str, Any], pictures: Sequence[bytes]) -> Tuple[Dict[str, Any], bytes]:
@@ -105,7 +113,7 @@ def read_reply(header: Dict[str, Any], payload: bytes) -> Tuple[str, List[List[L
             for item in layer["looks"]:
                 classes = tuple((str(name), float(p)) for name, p in item["classes"])
                 page.append(Look(str(item["target"]), str(layer["layer"]), int(item["channel"]), classes,
-                                 png(item["picture"])))
+                                 png(item["picture"]), str(item.get("basis", "picture"))))
             pages.append(page)
         return str(index["model"]), pages
     except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError):
