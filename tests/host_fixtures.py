@@ -153,14 +153,14 @@ def launch_with_driver(host: KritaHost, home: Path, out: Path, scenario: Optiona
 LOOKS_SLICE = ["block1:0,1"]   # the driver's looks_steps.SLICE
 
 # Every scenario of the one launch (tests/hosts/krita_driver/luciddream_testdriver: driver.py, click_steps.py,
-# looks_steps.py, loop.py). loop_setup makes a fresh document for the look browser and again for the loop, so
-# each part starts as it did in a launch of its own.
+# looks_steps.py, loop.py). loop_setup makes a fresh document for the look browser and again for the loop, and the
+# loop starts with a new worker, so each part starts as it did in a launch of its own.
 KRITA_STEPS = ["check_registration", "first_start_values", "scenario_refused", "scenario_cancel", "scenario_dream",
                "scenario_click_layer", "screenshot",
                "loop_setup", "looks_browse", "looks_dream", "looks_screenshot", "looks_close",
-               "loop_setup", "loop_preview", "loop_variations", "loop_again", "loop_guide", "loop_empty_selection",
-               "loop_killed_preview", "loop_closed_document", "loop_test_engine", "loop_save_reopen",
-               "loop_screenshot", "persist_set"]
+               "fresh_worker", "loop_setup", "loop_preview", "loop_variations", "loop_again", "loop_guide",
+               "loop_empty_selection", "loop_killed_preview", "loop_closed_document", "loop_test_engine",
+               "loop_save_reopen", "loop_screenshot", "persist_set"]
 
 
 def persisted_values(offer: dict) -> dict:

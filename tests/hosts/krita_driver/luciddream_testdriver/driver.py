@@ -398,6 +398,11 @@ class DriverExtension(Extension):
         """Fold the Looks page away again, so the steps after it see the docker as a user who closed it."""
         self.docker.looks_button.setChecked(False)
 
+    def fresh_worker(self):
+        """End the engine worker, so the next step starts a new one as the first dream of a Krita session does
+        (loop_preview's superseded first preview relies on a worker that is not warm yet)."""
+        self.docker.session.engine.close()
+
     def persist_set(self):
         """Change every setting through the docker's own widgets, as a user would; Krita quits next. (What the
         docker showed before: first_start_values, or here when no step took it.)"""
