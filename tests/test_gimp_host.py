@@ -59,13 +59,16 @@ def engine_server():
 
 @pytest.fixture
 def served_home(profile: Profile, engine_server):
-    """The profile with engine.json naming the server instead of a Python to spawn, for one test."""
+    """The profile with engine.json naming the server instead of a Python to spawn, for one test; then the
+    engine.json it had again (what install.py without --server wrote: byte for byte what running it again writes)."""
     url, token = engine_server
+    config = profile.plugins / "luciddream" / "engine.json"
+    spawned = config.read_bytes()
     profile.install("--server", url, "--token", token)
     try:
         yield profile.rel
     finally:
-        profile.install()
+        config.write_bytes(spawned)
 
 
 def run_gimp(root: Path, home: str, folder: Path, job: Dict[str, Any], timeout: int = 240,
