@@ -254,6 +254,14 @@ def run_looks(req: Any, cancel: threading.Event, send_progress: Callable[[Dict[s
         return Outcome(error_header(req.id, code, message), (), code)
 
 
+def paused(req_id: Any, dream_id: Any) -> "Outcome":
+    """The reply of a looks job that a dream pre-empted (worker and serve alike): `busy`, so the plug-in asks
+    again later; the atlas's cache keeps what it drew."""
+    return Outcome(error_header(req_id, P.BUSY, f"The looks were paused so that dream {dream_id} could run; every "
+                                                f"picture finished so far is kept: ask again when it ends."),
+                   (), "paused")
+
+
 @dataclass(frozen=True)
 class Outcome:
     """A finished job: its last frame (a "result" with the pixels, or an "error") and a word for the log line."""

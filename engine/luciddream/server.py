@@ -103,6 +103,8 @@ class ServerJob:
         self.client = client
         self.cancel = threading.Event()
         self.hung_up = False
+        self.looks = not isinstance(req, P.JobRequest)   # a "looks" request: the look atlas's pictures
+        self.preempted_by: Any = None                     # the dream a running looks job made way for
         self._loop = loop
         self.events: "asyncio.Queue[Tuple[Dict[str, Any], Tuple[Any, ...]]]" = asyncio.Queue() if loop else None
 
@@ -175,6 +177,12 @@ class Runner:
                 self._uploading -= 1
             elif len(self._waiting) + self._uploading + (self._running is not None) > self.max_waiting:
                 raise self._busy()
+            running = self._running
+            if running is not None and running.looks and not job.looks and not running.cancel.is_set():
+                # a dream goes first: the looks job stops within a step (its cache keeps what it drew) and its
+                # client hears `busy`, asks again, and waits in the queue behind the dream
+                running.preempted_by = job.req.id
+                running.cancel.set()
             self._waiting.append(job)
             job.queued(len(self._waiting) - 1 + (self._running is not None))
             self._cond.notify()
@@ -216,7 +224,10 @@ class Runner:
                                                          f"job back from its spool file ({exc.strerror})."),
                                        (), P.INTERNAL)
             else:
-                outcome = jobs.run(job.req, payload, job.cancel, job.post)
+                outcome = (jobs.run_looks(job.req, job.cancel, job.post) if job.looks
+                           else jobs.run(job.req, payload, job.cancel, job.post))
+                if job.preempted_by is not None and outcome.status == P.CANCELLED and not job.hung_up:
+                    outcome = jobs.paused(job.req.id, job.preempted_by)
             del payload
             header = outcome.header
             if header.get("kind") == P.ERROR:
@@ -226,8 +237,10 @@ class Runner:
                 self._running = None
             req = job.req
             status = outcome.status + (" (the client hung up)" if job.hung_up else "")
-            log(f"{job.client} job {job.number}: {req.width}×{req.height}×{req.channels} {req.sample} "
-                f"({size_words(job.size)}) on {self.device}: {status} in {time.monotonic() - start:.2f} s")
+            what = "looks" if job.looks else (f"{req.width}×{req.height}×{req.channels} {req.sample} "
+                                              f"({size_words(job.size)})")
+            log(f"{job.client} job {job.number}: {what} on {self.device}: {status} in "
+                f"{time.monotonic() - start:.2f} s")
 
 
 class Engine:
@@ -272,12 +285,14 @@ class Engine:
         self._numbers += 1
         return self._numbers
 
-    def runner_for(self, req: P.JobRequest) -> Runner:
-        """One runner per device the job resolves to ("auto" and "cuda" on a GPU box share one)."""
+    def runner_for(self, req: Any) -> Runner:
+        """One runner per device the job resolves to ("auto" and "cuda" on a GPU box share one; a looks request
+        is drawn on the CPU, atlas.build's device)."""
         from .errors import DreamError
         from .nets import resolve_device
 
-        name = (req.settings or {}).get("device", "auto")
+        name = (getattr(req, "settings", None) or {}).get("device", "auto" if isinstance(req, P.JobRequest) else
+                                                           "cpu")
         if not isinstance(name, str):
             raise DreamError(f'The setting device must be a name such as "cpu", not {name!r}.')
         key = str(resolve_device(name))
@@ -434,10 +449,15 @@ class App:
         if extra > 0:
             return _refusal(400, P.BAD_FRAME, f"The request body has {extra} bytes after its frame: send exactly "
                                               f"one frame.", job_id)
-        if header["kind"] != P.DREAM:
-            return _refusal(400, P.BAD_REQUEST, f'POST /v1/dream takes a "dream" message, not '
+        if header["kind"] not in (P.DREAM, P.LOOKS):
+            return _refusal(400, P.BAD_REQUEST, f'POST /v1/dream takes a "dream" or "looks" message, not '
                                                 f'"{clean(header["kind"], 40)}".', job_id)
-        req = P.JobRequest.from_header(header, limits)
+        if header["kind"] == P.LOOKS:
+            from .protocol.looks import LooksRequest
+
+            req = LooksRequest.from_header(header)
+        else:
+            req = P.JobRequest.from_header(header, limits)
         loop = asyncio.get_running_loop()
         try:
             runner = await loop.run_in_executor(None, engine.runner_for, req)
@@ -499,7 +519,7 @@ class App:
                         await self._write(response, P.encode(*last))   # a heartbeat: the same news again
                     continue
                 await self._write(response, P.encode(header, *payload))
-                if header["kind"] in (P.RESULT, P.ERROR):
+                if header["kind"] in (P.RESULT, P.ERROR, P.LOOKS):
                     delivered = True   # a client may close as soon as it has its last frame
                     await response.write_eof()
                     return response

@@ -206,9 +206,7 @@ class Worker:
         looks = not isinstance(req, P.JobRequest)
         outcome = jobs.run_looks(req, mine.cancel, news) if looks else jobs.run(req, payload, mine.cancel, news)
         if mine.preempted_by is not None and outcome.status == P.CANCELLED:
-            outcome = jobs.Outcome(jobs.error_header(req.id, P.BUSY, (
-                f"The looks were paused so that dream {mine.preempted_by} could run; every picture finished so "
-                f"far is kept: ask again when it ends.")), (), "paused")
+            outcome = jobs.paused(req.id, mine.preempted_by)
         # Free the slot before answering, so a client that sends its next job right after the reply is not "busy".
         with self._lock:
             self._job = None

@@ -102,7 +102,7 @@ class Client:
     def looks(self, model: Optional[str] = None, layers: Optional[Sequence[str]] = None,
               channels: Optional[int] = None, search: Optional[str] = None) -> Job:
         """Ask for the look atlas's pictures (drawn the first time, then cached by the engine); read the finished
-        job with looks.read(job). Pipes only: `serve` does not answer it yet."""
+        job with looks.read(job). Over a pipe or from `serve`."""
         from .looks import LooksRequest
 
         if not self._greeted:

@@ -26,7 +26,7 @@ from .errors import (BAD_FRAME, TIMEOUT, UNAUTHORIZED, UNREACHABLE, WORKER_GONE,
                      WorkerError, error_for)
 from .framing import PROTOCOL_VERSION, Limits, Message, _short, encode, read_message, write_frame
 from .job import Job
-from .messages import CANCEL, ERROR, HELLO, RESULT, JobRequest, check_reply
+from .messages import CANCEL, ERROR, HELLO, LOOKS, RESULT, JobRequest, check_reply
 
 
 class _Transport:
@@ -394,7 +394,7 @@ class _HttpTransport(_Transport):
                                                      f"finished.")
                     break
                 job._inbox.put(msg)
-                if msg.kind in (RESULT, ERROR) or msg.error is not None:
+                if msg.kind in (RESULT, ERROR, LOOKS) or msg.error is not None:
                     return
         except FrameError as exc:
             error = WorkerError(WORKER_GONE, f"The server at {self.url} sent a broken message: {exc}")
