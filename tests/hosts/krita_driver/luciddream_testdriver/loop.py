@@ -298,21 +298,28 @@ def loop_empty_selection(driver):
 
 
 def loop_killed_preview(driver):
-    """The worker killed in the middle of a preview: one sentence; the next preview starts a new worker."""
+    """The worker killed in the middle of a preview: one sentence; the next preview starts a new worker. The kill
+    comes as soon as the job is in the worker (the engine polled every 10 ms): a layer preview is over in well
+    under a second, and its first progress signal can reach this GUI thread after the result did."""
     d, doc = driver.docker, driver.loop["doc"]
     _small(driver, steps=300, octaves=1)
     session = _session(driver)
     killed = []
+    ended = []
 
-    def progress(fraction):
-        client = session.engine._client
-        if fraction > 0 and not killed and client is not None:
+    def poll(tries=3000):
+        engine = session.engine
+        client = engine._client
+        if ended or killed:
+            return
+        if client is not None and engine._job is not None:
             killed.append(client._t.proc.pid)
             os.kill(client._t.proc.pid, signal.SIGKILL)
-    session.progress_changed.connect(progress)
+        elif tries > 0:
+            QTimer.singleShot(10, lambda: poll(tries - 1))
 
     def finished(outcome, message):
-        session.progress_changed.disconnect(progress)
+        ended.append(outcome)
         driver.report["loop_killed_preview"] = {"outcome": outcome, "message": message, "killed": bool(killed),
                                                 "unchanged": driver.state(doc) == state}
         _small(driver)
@@ -322,6 +329,7 @@ def loop_killed_preview(driver):
     state = driver.state(doc)
     _once(driver, finished)
     driver.report["loop_killed_started"] = d.preview()
+    poll()
     return "wait"
 
 
