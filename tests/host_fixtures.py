@@ -157,7 +157,7 @@ LOOKS_SLICE = ["block1:0,1"]   # the driver's looks_steps.SLICE
 # loop starts with a new worker, so each part starts as it did in a launch of its own.
 KRITA_STEPS = ["check_registration", "first_start_values", "scenario_refused", "scenario_cancel", "scenario_dream",
                "scenario_click_layer", "screenshot",
-               "loop_setup", "looks_browse", "looks_dream", "looks_screenshot", "looks_close",
+               "loop_setup", "looks_browse", "looks_dream", "looks_wait", "looks_screenshot", "looks_close",
                "fresh_worker", "loop_setup", "loop_preview", "loop_variations", "loop_again", "loop_guide",
                "loop_empty_selection", "loop_killed_preview", "loop_closed_document", "loop_test_engine",
                "loop_save_reopen", "loop_screenshot", "persist_set"]

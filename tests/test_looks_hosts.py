@@ -16,6 +16,7 @@ from test_gimp_host import finish, job, run_gimp   # the fixtures (gimp_root, kr
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.krita
 def test_krita_looks_page_adds_the_clicked_channel_and_a_dream_with_it_runs(krita_host, krita_run):
     """The look browser's steps in the one Krita launch (tests/host_fixtures.py: looks_browse, looks_dream and
     looks_screenshot on a document of their own, the slice drawn into looks_cache first)."""
@@ -29,6 +30,10 @@ def test_krita_looks_page_adds_the_clicked_channel_and_a_dream_with_it_runs(krit
     dreamed = report["looks_dream"]
     assert dreamed["outcome"] == "done", dreamed
     assert len(dreamed["new_layers"]) == 1 and "block1 ch 1" in dreamed["new_layers"][0], dreamed
+    waited = report["looks_wait"]   # asked while a dream ran: the page waits, then shows the slice
+    assert waited["dream"] == "done" and waited["asked_while"], waited
+    assert waited["paused"] >= 1 and "paused while the engine dreams" in waited["status_paused"], waited
+    assert waited["items"] == ["block1", "block1:0", "block1:1"], waited
     assert report["looks_screenshot"]
     print(f"{krita_host.id}: cached looks page shown in {browse['cached_s']} s (first ask {browse['first_s']} s); "
           f"screenshot {out / 'docker-looks.png'}")
@@ -46,24 +51,31 @@ def venv_looks_cache():
     return Path(done.stdout.strip())
 
 
+@pytest.mark.gimp
 def test_gimp_explore_looks_fills_targets_and_a_dream_with_it_runs(gimp_root, gimp_home, venv_looks_cache,
                                                                    tmp_path):
     """The real dialog: Alt+X opens the browser on the Layer look's page (textures: block3, its classic look
-    first, then its 8 channels), Space chooses the focused first look, the Targets field holds it, and OK dreams
-    with it (the new layer's settings record names it). Xvfb's keyboard did not walk between the thumbnails
-    (arrows and Tab left the focus on the first), so choosing a channel there is not tested in GIMP."""
+    first, then its 8 channels), Space chooses the focused first look (the layer); Alt+X again and a mouse click
+    on the second thumbnail chooses the layer's first channel. The Targets field holds both, and OK dreams with
+    them (the new layer's settings record names them)."""
+    import json
+
+    channel = json.loads((venv_looks_cache / "block3.json").read_text())["ranking"][0]
     last = ('(targets "")\n(preset "textures")\n(octaves 1)\n(steps 2)\n(tile 0)\n(seed 5)\n(strength 1.5)\n'
             '(output "new-layer")\n')
     spec = job("rgb", "u8", alpha=True, image=(160, 120), selection=(20, 20, 100, 80), run_mode="INTERACTIVE",
                last_values=last)
-    spec["loop_steps"] = "looks,shot,pick,ok"   # the screen with the browser open, for docs/hosts
+    spec["loop_steps"] = "looks,shot,pick,looks,pickchannel,ok"   # shot: the browser open, for docs/hosts
     report = finish(run_gimp(gimp_root, gimp_home, tmp_path, spec, gui=True, driver="gimp_gui_loop.sh",
                              timeout=400), tmp_path, timeout=450)
     log = (tmp_path / "gimp.log").read_text()
     shown = [line for line in log.splitlines() if "luciddream: looks shown" in line]
-    assert shown and "looks shown: 9 in" in shown[0], log[-3000:]
+    assert len(shown) == 2 and all("looks shown: 9 in" in line for line in shown), log[-3000:]
     assert "luciddream: looks chose layer:block3 (weight 1): targets now 'layer:block3'" in log, log[-3000:]
+    assert (f"luciddream: looks chose layer:block3:{channel} (weight 1): targets now "
+            f"'layer:block3, layer:block3:{channel}'") in log, log[-3000:]
     assert report["status"] == "success", report.get("message") or log[-3000:]
     assert report["layers_after"] == report["layers_before"] + 1
-    assert "layer:block3" in (report.get("new_record") or ""), report.get("new_record")
-    print(f"GIMP: {shown[0].split('luciddream: ')[1]}; screen {tmp_path / 'screen.xwd'}")
+    assert f"layer:block3:{channel}" in (report.get("new_record") or ""), report.get("new_record")
+    print(f"GIMP: {shown[0].split('luciddream: ')[1]}, cached {shown[1].split('luciddream: ')[1]}; "
+          f"screen {tmp_path / 'screen.xwd'}")

@@ -169,9 +169,28 @@ class Browser:
         self.grid.show_all()
         if first is not None:
             first.grab_focus()   # the keyboard walks the grid from the first look
+            GLib.idle_add(self._say_places)
         self.status.set_text("No look matches that word: try a class name (dog, bird, fish…)." if not count else
                              f"{count} looks ({seconds:.1f} s). Click one to add it to Targets.")
         say(f"looks shown: {count} in {seconds:.2f} s")
+        return False
+
+    def _say_places(self, tries: int = 50) -> bool:
+        """Log where each look is drawn on the screen (root coordinates of its box), so a driven test can click
+        one like a user does; once the grid has its layout (a cached page arrives before it)."""
+        window = self.window.get_window()
+        children = self.grid.get_children()
+        if window is None or not children or children[0].get_allocated_width() <= 1:
+            if tries > 0:
+                GLib.timeout_add(100, self._say_places, tries - 1)
+            return False
+        origin = window.get_origin()
+        left, top = origin[-2], origin[-1]
+        for number, child in enumerate(children):
+            spot = child.translate_coordinates(self.window, 0, 0)
+            if spot is not None:
+                say(f"looks place {number} {child.target} {left + spot[0]} {top + spot[1]} "
+                    f"{child.get_allocated_width()} {child.get_allocated_height()}")
         return False
 
     def _choose(self, target: str) -> None:

@@ -5,6 +5,11 @@ message over the docker's own worker: drawn once (minutes, with progress), then 
 second. Clicking a thumbnail adds its target (`layer:block6` for a layer's classic look, `layer:block6:17` for one
 channel) to the session's list with the page's weight; hovering shows the classes the network sees in it. The
 search box asks the engine, which knows the class names, their synonyms and a few words such as "feathers".
+
+The atlas builds in the background while the artist works: a dream (or a preview) sent meanwhile pre-empts the
+looks job in the worker, which answers it `busy`; the page then says it is paused and asks again every few
+seconds, so the build goes on from the cache as soon as the dream ends. The same wait covers asking for the
+looks while a dream runs.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from .qt import Qt, QtCore, QtGui, QtWidgets, pyqtSignal
 from .targets import Choice
 
 ICON_SIDE = 72
+RETRY_S = 2.0   # while the engine dreams, ask for the looks again this often
 
 
 def choice_for(target: str, weight: float) -> Choice:
@@ -33,6 +39,7 @@ class LooksPage(QtWidgets.QWidget):
 
     _arrived = pyqtSignal(object, object, float)    # (pages or None, sentence or None, seconds): to the GUI thread
     _progressed = pyqtSignal(float, str)
+    _said = pyqtSignal(str)
 
     def __init__(self, session: Any, parent: Optional[Any] = None) -> None:
         super().__init__(parent)
@@ -41,6 +48,8 @@ class LooksPage(QtWidgets.QWidget):
         self.shown_s = 0.0            # seconds from asking to a filled grid, for the docs' figures
         self._thread: Optional[threading.Thread] = None
         self._job: Any = None
+        self._stop = threading.Event()   # Cancel, also while paused for a dream
+        self.paused = 0                  # times the engine paused the looks for a dream, for tests and figures
         box = QtWidgets.QVBoxLayout(self)
         box.setContentsMargins(0, 0, 0, 0)
         row = QtWidgets.QHBoxLayout()
@@ -77,6 +86,7 @@ class LooksPage(QtWidgets.QWidget):
         row.addWidget(self.weight_spin)
         box.addLayout(row)
         self._arrived.connect(self._show)
+        self._said.connect(self.status_label.setText)
         self._progressed.connect(lambda fraction, message: self.status_label.setText(
             f"Drawing the looks, {fraction:.0%}: {message}"))
 
@@ -92,18 +102,20 @@ class LooksPage(QtWidgets.QWidget):
             return False
         word = (self.search_edit.text() if search is None else search).strip() or None
         self.status_label.setText("Asking the engine for the looks…")
+        self._stop.clear()
         self._thread = threading.Thread(target=self._fetch, args=(None if layers is None else list(layers), word),
                                         name="luciddream-looks", daemon=True)
         self._thread.start()
         return True
 
     def cancel(self) -> None:
+        self._stop.set()
         job = self._job
         if job is not None:
             job.cancel()
 
     def _fetch(self, layers: Optional[List[str]], word: Optional[str]) -> None:
-        from .protocol import JobCancelled, WorkerError
+        from .protocol import BUSY, JobCancelled, WorkerError
         from .protocol.looks import read
 
         started = time.monotonic()
@@ -111,10 +123,20 @@ class LooksPage(QtWidgets.QWidget):
             engine = self.session.engine
             client = engine._connect(Callbacks(lambda f, m: self._progressed.emit(f, m), lambda *a: None))
             model = self.session.settings.model if getattr(self.session, "settings", None) else None
-            self._job = client.looks(model=model or None, layers=layers, search=word)
-            for event in self._job.events():
-                self._progressed.emit(float(event.fraction), str(event.message))
-            _, pages = read(self._job)
+            while True:
+                self._job = client.looks(model=model or None, layers=layers, search=word)
+                try:
+                    for event in self._job.events():
+                        self._progressed.emit(float(event.fraction), str(event.message))
+                    _, pages = read(self._job)
+                    break
+                except WorkerError as exc:
+                    if exc.code != BUSY or self._stop.is_set():
+                        raise
+                    self.paused += 1
+                    self._said.emit("The looks are paused while the engine dreams; they go on after it.")
+                    if self._stop.wait(RETRY_S):
+                        raise JobCancelled() from None
             self._arrived.emit(pages, None, time.monotonic() - started)
         except JobCancelled:
             self._arrived.emit(None, "Cancelled: the looks drawn so far stay in the engine's cache.", 0.0)

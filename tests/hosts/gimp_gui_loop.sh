@@ -7,6 +7,8 @@
 #   kill       Alt+P, then kill the engine worker 1 s later (mid-preview): the plug-in must say so in one sentence
 #   shot       a picture of the screen (Xvfb's frame buffer, XWD) and the dialog's geometry, in $OUT
 #   ok         Return (OK: the full dream); cancel: Escape; await: wait for the result without pressing anything
+#   looks      Alt+X (Explore looks…) until its grid is shown; pick: Space chooses the focused first look;
+#   pickchannel  a mouse click on the second look (a channel), at the place the browser logged for it
 # GIMP's terminal goes to $OUT/gimp.log (the plug-in's "luciddream: ..." lines); $OUT/times gets a line
 # "<step> <seconds since the epoch>" as each step starts and "done <seconds>" when the result is written.
 set -u
@@ -77,9 +79,18 @@ else
         done
         echo "done $(now)" >> "$OUT/times" ;;
       looks)   # Alt+X (Explore looks…), until the browser shows its grid (or says why not)
-        press alt+x; wait_for "luciddream: looks \(shown\|failed\)" 1 240 ;;
+        shown=$(count "luciddream: looks \(shown\|failed\)")
+        press alt+x; wait_for "luciddream: looks \(shown\|failed\)" $((shown + 1)) 240 ;;
       pick)    # the keyboard in the browser: the first look has the focus; Space chooses it
-        sleep 0.5; xdotool key --clearmodifiers space; wait_for "luciddream: looks chose" 1 20; sleep 0.5 ;;
+        chosen=$(count "luciddream: looks chose")
+        sleep 0.5; xdotool key --clearmodifiers space; wait_for "luciddream: looks chose" $((chosen + 1)) 20; sleep 0.5 ;;
+      pickchannel)   # a mouse click on the second look (the layer's first channel), where the browser says it is
+        chosen=$(count "luciddream: looks chose")
+        sleep 0.5
+        place=$(grep "luciddream: looks place 1 " "$LOG" | tail -n 1 | sed 's/.*looks place 1 //')
+        cx=$(echo "$place" | awk '{print int($2 + $4 / 2)}'); cy=$(echo "$place" | awk '{print int($3 + $5 / 3)}')
+        log "clicking $place at $cx,$cy"
+        xdotool mousemove "$cx" "$cy" click 1; wait_for "luciddream: looks chose" $((chosen + 1)) 20; sleep 0.5 ;;
       cancel) press Escape ;;
     esac
     log "step $step finished"

@@ -77,6 +77,50 @@ def looks_dream(driver):
     return "wait"
 
 
+def looks_wait(driver):
+    """Ask for the looks while a dream runs (the atlas building beside the artist's work): the worker answers
+    busy, the page says it waits and asks again, and shows the slice once the dream is done; the dream is not
+    disturbed. (A dream that pre-empts a running looks build ends the same way for the page: tests/test_looks.py
+    drives that order through a real worker.)"""
+    d = driver.docker
+    page, session = d.looks_page, loop._session(driver)
+    loop._small(driver, seed=6, steps=30, octaves=2)   # a dream of a few seconds
+    report = driver.report.setdefault("looks_wait", {"paused_before": page.paused})
+    dreaming = []
+
+    def progressed(fraction):
+        if fraction > 0 and not dreaming:   # the worker is dreaming: now ask for the looks
+            dreaming.append(fraction)
+            report["asked_while"] = session.running
+            page.load(layers=SLICE, search="")
+            report["status_asked"] = page.status_label.text()
+            _when(driver, lambda: "paused" in page.status_label.text() or not page.loading, paused)
+
+    def paused():
+        report["status_paused"] = page.status_label.text()
+        _when(driver, lambda: not page.loading and "dream" in report, shown)
+
+    def finished(outcome, message):
+        session.progress_changed.disconnect(progressed)
+        report["dream"] = outcome
+        report["dream_message"] = message
+        return "wait"   # the queue goes on once the page is shown
+
+    def shown():
+        items = [page.grid.item(i) for i in range(page.grid.count())]
+        report.update({"paused": page.paused - report["paused_before"], "items": [i.text() for i in items],
+                       "status": page.status_label.text()})
+        QTimer.singleShot(0, driver.next)
+
+    session.progress_changed.connect(progressed)
+    loop._once(driver, finished)
+    if not d.dream():
+        session.progress_changed.disconnect(progressed)
+        report["dream"] = "refused"
+        return None
+    return "wait"
+
+
 def looks_screenshot(driver):
     d = driver.docker
     d.show()
@@ -84,4 +128,4 @@ def looks_screenshot(driver):
     driver.report["looks_screenshot"] = bool(d.grab().save(os.path.join(driver.out, "docker-looks.png")))
 
 
-loop.STEPS.update({f.__name__: f for f in (looks_browse, looks_dream, looks_screenshot)})
+loop.STEPS.update({f.__name__: f for f in (looks_browse, looks_dream, looks_wait, looks_screenshot)})
