@@ -202,8 +202,8 @@ def test_head_channels_are_drawn_below_their_clamp_and_labelled_by_the_classifie
 
 def test_a_dream_pre_empts_a_looks_build_which_goes_on_after_it(tmp_path):
     """The atlas builds in the background while the user works: a dream sent while the worker draws looks runs at
-    once; the looks job ends with `busy` (a sentence saying it was paused), keeping what it drew, and the same
-    request asked again afterwards finishes from where it stopped."""
+    once; the looks job ends with `busy` (a sentence saying it was paused), keeping what it drew, and looks asked for
+    again afterwards come from where it stopped."""
     import os
     import sys
 
@@ -214,7 +214,7 @@ def test_a_dream_pre_empts_a_looks_build_which_goes_on_after_it(tmp_path):
     env.update(LUCIDDREAM_CACHE=str(tmp_path / "cache"), LUCIDDREAM_THREADS="1", OMP_NUM_THREADS="1")
     picture = np.full((48, 48, 3), 128, np.uint8)
     with P.Client.spawn(sys.executable, env=env) as client:
-        looks = client.looks(layers=["block1:0,1"])
+        looks = client.looks(layers=["block1"], channels=24)   # three batches: still busy when the dream comes
         for event in looks.events(timeout=120):
             if "channels" in event.message:   # the thumbnail is drawn, the channels are being optimised
                 break
