@@ -85,7 +85,9 @@ def looks_wait(driver):
     d = driver.docker
     page, session = d.looks_page, loop._session(driver)
     loop._small(driver, seed=6, steps=30, octaves=2)   # a dream of a few seconds
-    report = driver.report.setdefault("looks_wait", {"paused_before": page.paused})
+    report = driver.report.setdefault("looks_wait", {"paused_before": page.paused, "said": []})
+    heard = report["said"].append
+    page._said.connect(heard)   # every sentence the page puts in its status line
     dreaming = []
 
     def progressed(fraction):
@@ -93,12 +95,7 @@ def looks_wait(driver):
             dreaming.append(fraction)
             report["asked_while"] = session.running
             page.load(layers=SLICE, search="")
-            report["status_asked"] = page.status_label.text()
-            _when(driver, lambda: "paused" in page.status_label.text() or not page.loading, paused)
-
-    def paused():
-        report["status_paused"] = page.status_label.text()
-        _when(driver, lambda: not page.loading and "dream" in report, shown)
+            _when(driver, lambda: not page.loading and "dream" in report, shown)
 
     def finished(outcome, message):
         session.progress_changed.disconnect(progressed)
@@ -108,6 +105,7 @@ def looks_wait(driver):
 
     def shown():
         items = [page.grid.item(i) for i in range(page.grid.count())]
+        page._said.disconnect(heard)
         report.update({"paused": page.paused - report["paused_before"], "items": [i.text() for i in items],
                        "status": page.status_label.text()})
         QTimer.singleShot(0, driver.next)
@@ -116,6 +114,7 @@ def looks_wait(driver):
     loop._once(driver, finished)
     if not d.dream():
         session.progress_changed.disconnect(progressed)
+        page._said.disconnect(heard)
         report["dream"] = "refused"
         return None
     return "wait"
