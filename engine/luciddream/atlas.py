@@ -443,8 +443,8 @@ def _words(text: str) -> set[str]:
 
 
 def matches(look: ChannelLook, word: str) -> float:
-    """How well a channel answers a search word: the summed probability of its classes whose name or WordNet
-    synonyms contain the word, or that belong to the word's group in WORDS (0: no match)."""
+    """How well a channel answers a search word: the summed score (probability or weight) of its classes whose
+    name or WordNet synonyms contain the word, or that belong to the word's group in WORDS (0: no match)."""
     key = " ".join(word.lower().split())
     if not key:
         return 0.0
