@@ -29,9 +29,10 @@ def _case() -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_the_class_grows_out_of_the_photo_and_the_photo_stays():
-    """Measured (seed 1, two instances): goldfish in the top 5 of all 3 instance windows (blur, half, turn, crop,
-    gray), median probability 0.63 (photo: 0.0001); blurred grayscale 56× the photo's; layout similarity 0.60 (the
-    object look: 0.32); 27 % of the selected pixels keep the photo exactly."""
+    """Measured (seed 1, two instances, the steered objective): goldfish in the top 5 of all 3 instance windows
+    (blur, half, turn, crop, gray), median probability 0.63 (photo: 0.0001); blurred grayscale 5× the photo's (56×
+    with the plain logit, which paints more orange texture); layout similarity 0.62 (the object look: 0.32); 27 %
+    of the selected pixels keep the photo exactly."""
     image, mask = _case()
     out = luciddream.dream(image, mask, "goldfish", **SETTINGS)
     assert np.array_equal(out[mask == 0], image[mask == 0])
@@ -43,7 +44,7 @@ def test_the_class_grows_out_of_the_photo_and_the_photo_stays():
         (before, after)
     gray = quality.judge_class(judge, quality.gray_rgb(out[BOX]), index)
     gray_before = quality.judge_class(judge, quality.gray_rgb(image[BOX]), index)
-    assert gray["blur"] > 20 * gray_before["blur"], (gray_before, gray)
+    assert gray["blur"] > 3 * gray_before["blur"], (gray_before, gray)
     similarity = quality.layout_similarity(image[BOX], out[BOX])
     assert similarity > 0.5, similarity
     kept = float((out[BOX] == image[BOX]).all(axis=-1).mean())

@@ -3,12 +3,16 @@
 Why this way (measurements in docs/quality.md): one view of the whole selection rewards one object that fills it,
 so here the network sees many windows of one instance's size, each with one class to find, centred on anchors
 placed where the photo already looks most like the class (the dreaming network's evidence on instance-sized
-windows), about one instance apart; for a hybrid the classes take turns, so each gets places of its own instead of
-one blended blob. The change stays inside a soft disc around each anchor: there the class replaces the photo as far
-as `class_strength` allows, and between the discs the photo is untouched, so it stays readable. The class forms at
-the scale where one instance is the network's input size; octaves then carry the change up to the image's own
-resolution (or down, for instances smaller than the input), adding detail at each scale, so a large selection is as
-sharp as the photo around it.
+windows), about one instance apart. For one class, each window raises it steered on the features the classifier
+reads (the class's direction, weighted by a power of the cosine at each position), not the plain logit: the logit is
+raised most cheaply by the class's colour and texture everywhere, the steered value only by positions that look
+wholly like the class, so its parts take shape (a fish's head and body instead of an orange glow). For a hybrid
+the classes take turns at the anchors, so each gets places of its own instead of one blended blob. The change
+stays inside a soft disc around each anchor: there the class replaces the photo as far as `class_strength` allows,
+and between the discs the photo is untouched, so it stays readable. The class forms at the scale where one
+instance is the network's input size; octaves then carry the change up to the image's own resolution (or down, for
+instances smaller than the input), adding detail at each scale, so a large selection is as sharp as the photo
+around it.
 """
 from __future__ import annotations
 
@@ -47,6 +51,8 @@ class Recipe:
     spread: float = 0.25             # window centres ~ N(anchor, spread × instance)
     fade: float = 0.12               # the change fades in over this fraction of an instance inside the edge
     ensemble: bool = True            # Lite1 dreams with Lite0 when installed (as in the object look)
+    steer: float = 3.0               # one class: each window's class steered on the classifier's features,
+                                     # cosine to this power (`steered`); 0: the class's logit
     soften: float = 0.03             # under an instance, the first octave starts from the photo blurred by σ = this
                                      # × instance, so its fine detail does not pin the new shapes
     # The first octave: the change as a 1/f spectrum in decorrelated colour, optimised by Adam (as the object look)
@@ -161,13 +167,29 @@ class Octave:
     against: tuple = ()     # (index, weight < 0): classes every window pushes down, beside its own class
 
 
+def steered(features: torch.Tensor, direction: torch.Tensor, power: float) -> torch.Tensor:
+    """How strongly and how purely the (channels, h, w) features at each position point along the class's
+    classifier direction: mean over positions of relu(w·h) · max(0.1, cos(h, w))^power. Raising the logit (the
+    positions' mean of w·h) is met most cheaply by texture that nudges many channels a little everywhere; the
+    cosine power rewards only positions whose whole feature vector is the class's, which draws the class's own
+    parts (a fish's head, eye and body) instead of its colour and texture."""
+    dot = torch.einsum("c,chw->hw", direction, features)
+    cos = dot / (features.norm(dim=0) * direction.norm() + 1e-6)
+    return (F.relu(dot) * cos.clamp(min=0.1) ** power).mean()
+
+
 def class_value(x: torch.Tensor, octave: Octave, nets: list, slots: list, balance: bool,
                 rng: np.random.Generator) -> torch.Tensor:
-    """Σ over this step's windows of each window's own class logit (log-probability for hybrids, so the gradient goes
-    to whichever class is behind); windows are instance-sized squares around random anchors, zoomed and turned."""
+    """Σ over this step's windows of each window's own class, steered (`steered`) on the features the classifier
+    reads when the network has such a layer, else its logit; hybrids raise each window's log-probability instead, so
+    the gradient goes to whichever class is behind (steered, both hybrids of the gallery lost one class). Windows are
+    instance-sized squares around random anchors, zoomed and turned."""
     recipe = RECIPE
     picks = rng.integers(0, len(octave.points), size=octave.count)
     side = max(net.spec.input_size for net in nets)
+    # Steered only for one class to grow: lowering a steered value stops at zero (its ReLU), so a class to keep
+    # away (a negative weight) is pushed down through its logit.
+    steer = recipe.steer > 0 and not balance and all(weight > 0 for _, weight in slots)
     value = x.new_zeros(())
     for first in range(0, octave.count, recipe.batch):
         group = picks[first:first + recipe.batch]
@@ -182,6 +204,15 @@ def class_value(x: torch.Tensor, octave: Octave, nets: list, slots: list, balanc
             s = net.spec.input_size
             seen = batch if s == side else F.interpolate(batch, size=(s, s), mode="bilinear", antialias=True,
                                                          align_corners=False)
+            layer = net.layer_names()[-1] if steer else None
+            readout = net.readout(layer) if layer is not None else None
+            if readout is not None:
+                features = net(seen, [layer])[layer]
+                classifier = readout[0]
+                for row, p in enumerate(group):
+                    index, weight = slots[int(octave.points[p, 2])]
+                    value = value + weight * steered(features[row], classifier[index], recipe.steer)
+                continue
             logits = net(seen, [LOGITS])[LOGITS]
             if balance:
                 logits = logits.log_softmax(dim=1)
