@@ -3,10 +3,11 @@
 Why this way (measurements in docs/quality.md): one view of the whole selection rewards one object that fills it,
 so here the network sees many windows of one instance's size, each with one class to find, centred on anchors
 placed where the photo already looks most like the class (the dreaming network's evidence on instance-sized
-windows), about one instance apart. For one class, each window raises it steered on the features the classifier
-reads (the class's direction, weighted by a power of the cosine at each position), not the plain logit: the logit is
-raised most cheaply by the class's colour and texture everywhere, the steered value only by positions that look
-wholly like the class, so its parts take shape (a fish's head and body instead of an orange glow). For a hybrid
+windows), about one instance apart. For one class, each window raises its logit plus a steered value on the
+features the classifier reads (the class's direction, weighted by a power of the cosine at each position): the
+logit alone is raised most cheaply by the class's colour and texture everywhere, the steered value only by
+positions that look wholly like the class, so its parts take shape (a fish's head and body instead of an orange
+glow); the logit beside it keeps the whole animal together where the steered value alone left a blob. For a hybrid
 the classes take turns at the anchors, so each gets places of its own instead of one blended blob. The change
 stays inside a soft disc around each anchor: there the class replaces the photo as far as `class_strength` allows,
 and between the discs the photo is untouched, so it stays readable. The class forms at the scale where one
@@ -52,7 +53,9 @@ class Recipe:
     fade: float = 0.12               # the change fades in over this fraction of an instance inside the edge
     ensemble: bool = True            # Lite1 dreams with Lite0 when installed (as in the object look)
     steer: float = 3.0               # one class: each window's class steered on the classifier's features,
-                                     # cosine to this power (`steered`); 0: the class's logit
+                                     # cosine to this power (`steered`); 0: the class's logit alone
+    steer_weight: float = 300.0      # ...added to the logit × this (the steered value is ~0.05 where the logit is
+                                     # ~7, so the two pull about equally)
     soften: float = 0.03             # under an instance, the first octave starts from the photo blurred by σ = this
                                      # × instance, so its fine detail does not pin the new shapes
     # The first octave: the change as a 1/f spectrum in decorrelated colour, optimised by Adam (as the object look)
@@ -180,10 +183,11 @@ def steered(features: torch.Tensor, direction: torch.Tensor, power: float) -> to
 
 def class_value(x: torch.Tensor, octave: Octave, nets: list, slots: list, balance: bool,
                 rng: np.random.Generator) -> torch.Tensor:
-    """Σ over this step's windows of each window's own class, steered (`steered`) on the features the classifier
-    reads when the network has such a layer, else its logit; hybrids raise each window's log-probability instead, so
-    the gradient goes to whichever class is behind (steered, both hybrids of the gallery lost one class). Windows are
-    instance-sized squares around random anchors, zoomed and turned."""
+    """Σ over this step's windows of each window's own class: its logit plus `steer_weight` × its steered value
+    (`steered`) on the features the classifier reads, when the network has such a layer; else its logit alone.
+    Hybrids raise each window's log-probability instead, so the gradient goes to whichever class is behind (steered,
+    both hybrids of the gallery lost one class). Windows are instance-sized squares around random anchors, zoomed
+    and turned."""
     recipe = RECIPE
     picks = rng.integers(0, len(octave.points), size=octave.count)
     side = max(net.spec.input_size for net in nets)
@@ -208,10 +212,12 @@ def class_value(x: torch.Tensor, octave: Octave, nets: list, slots: list, balanc
             readout = net.readout(layer) if layer is not None else None
             if readout is not None:
                 features = net(seen, [layer])[layer]
-                classifier = readout[0]
+                classifier, bias = readout
+                logits = features.mean(dim=(2, 3)) @ classifier.T + bias
                 for row, p in enumerate(group):
                     index, weight = slots[int(octave.points[p, 2])]
-                    value = value + weight * steered(features[row], classifier[index], recipe.steer)
+                    pull = steered(features[row], classifier[index], recipe.steer)
+                    value = value + weight * (logits[row, index] + recipe.steer_weight * pull)
                 continue
             logits = net(seen, [LOGITS])[LOGITS]
             if balance:
