@@ -254,9 +254,12 @@ def run_looks(req: Any, cancel: threading.Event, send_progress: Callable[[Dict[s
         return Outcome(error_header(req.id, code, message), (), code)
 
 
-def paused(req_id: Any, dream_id: Any) -> "Outcome":
-    """The reply of a looks job that a dream pre-empted (worker and serve alike): `busy`, so the plug-in asks
-    again later; the atlas's cache keeps what it drew."""
+def paused(outcome: "Outcome", req_id: Any, dream_id: Any) -> "Outcome":
+    """A looks job's reply after a dream (`dream_id`, None when none) asked it to make way: when that stopped it,
+    `busy` with a sentence saying so, so the plug-in asks again later (the atlas's cache keeps what it drew);
+    otherwise `outcome` itself. The worker and serve both answer through this."""
+    if dream_id is None or outcome.status != P.CANCELLED:
+        return outcome
     return Outcome(error_header(req_id, P.BUSY, f"The looks were paused so that dream {dream_id} could run; every "
                                                 f"picture finished so far is kept: ask again when it ends."),
                    (), "paused")

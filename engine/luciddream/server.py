@@ -226,8 +226,8 @@ class Runner:
             else:
                 outcome = (jobs.run_looks(job.req, job.cancel, job.post) if job.looks
                            else jobs.run(job.req, payload, job.cancel, job.post))
-                if job.preempted_by is not None and outcome.status == P.CANCELLED and not job.hung_up:
-                    outcome = jobs.paused(job.req.id, job.preempted_by)
+                if not job.hung_up:
+                    outcome = jobs.paused(outcome, job.req.id, job.preempted_by)
             del payload
             header = outcome.header
             if header.get("kind") == P.ERROR:

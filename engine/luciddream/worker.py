@@ -205,8 +205,7 @@ class Worker:
         start = time.monotonic()
         looks = not isinstance(req, P.JobRequest)
         outcome = jobs.run_looks(req, mine.cancel, news) if looks else jobs.run(req, payload, mine.cancel, news)
-        if mine.preempted_by is not None and outcome.status == P.CANCELLED:
-            outcome = jobs.paused(req.id, mine.preempted_by)
+        outcome = jobs.paused(outcome, req.id, mine.preempted_by)
         # Free the slot before answering, so a client that sends its next job right after the reply is not "busy".
         with self._lock:
             self._job = None
