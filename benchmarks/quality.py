@@ -85,25 +85,30 @@ def instance_windows(height: int, width: int, instance: int) -> list[tuple[slice
     return [(slice(y, y + side), slice(x, x + side)) for y in ys for x in xs]
 
 
-def instance_scores(judge: torch.nn.Module, rgb: np.ndarray, index: int, instance: int) -> dict[str, float]:
-    """Recognisability at the instance scale: the judge reads every instance-sized window of the (h, w, 3) region
-    under the four views and in grayscale; a window "has" the class when it is in the top 5 of the mean of those
-    five probabilities. Returns "top5" (share of windows that have it), "median" (median of the windows' mean
-    probability) and "windows"."""
+def window_probabilities(judge: torch.nn.Module, rgb: np.ndarray, instance: int) -> np.ndarray:
+    """(windows, classes): the judge's probabilities on every instance-sized window of the (h, w, 3) region
+    (`instance_windows`), each the mean over four views and grayscale (a class must read by shape, not only by
+    colour)."""
     s = judge.spec.input_size
     x = torch.from_numpy(np.ascontiguousarray(_as_float_rgb(rgb))).permute(2, 0, 1)[None]
-    hits, probs = [], []
-    windows = instance_windows(x.shape[2], x.shape[3], instance)
-    for ys, xs in windows:
+    rows = []
+    for ys, xs in instance_windows(x.shape[2], x.shape[3], instance):
         crop = F.interpolate(x[:, :, ys, xs], size=(s, s), mode="bilinear", antialias=True,
                              align_corners=False).clamp(0, 1)
         seen = {k: v for k, v in views(crop).items() if k != "plain"}
         seen["gray"] = gray_view(crop)
         with torch.no_grad():
-            mean = torch.stack([judge(v, [LOGITS])[LOGITS].softmax(1)[0] for v in seen.values()]).mean(0)
-        hits.append(int((mean > mean[index]).sum()) < 5)
-        probs.append(float(mean[index]))
-    return {"top5": float(np.mean(hits)), "median": float(np.median(probs)), "windows": float(len(windows))}
+            rows.append(torch.stack([judge(v, [LOGITS])[LOGITS].softmax(1)[0] for v in seen.values()]).mean(0))
+    return torch.stack(rows).numpy()
+
+
+def instance_scores(judge: torch.nn.Module, rgb: np.ndarray, index: int, instance: int) -> dict[str, float]:
+    """Recognisability at the instance scale (`window_probabilities`): a window "has" the class when it is in the
+    top 5 there. Returns "top5" (share of windows that have it), "median" (median of the windows' probability) and
+    "windows"."""
+    probs = window_probabilities(judge, rgb, instance)
+    hits = (probs > probs[:, index:index + 1]).sum(axis=1) < 5
+    return {"top5": float(hits.mean()), "median": float(np.median(probs[:, index])), "windows": float(len(probs))}
 
 
 def layout_similarity(before: np.ndarray, after: np.ndarray, side: int = 32) -> float:

@@ -96,3 +96,31 @@ def test_instances_go_where_the_photo_already_looks_like_the_class_and_each_hybr
     assert sorted(points[:, 2]) == [0, 1], points
     assert np.hypot(*(points[0, :2] - points[1, :2])) > 20, points
     assert all(40 <= p[0] < 160 and 220 <= p[1] < 360 for p in points), points
+
+
+def test_a_hybrid_grows_each_class_in_a_place_of_its_own():
+    """`goldfish=1, daisy=1`: each class rises for the judge in a window of its own, where the other stays low
+    (measured, seed 1 / 2: goldfish 0.56 / 0.45 at its best window against the photo's 0.0002, daisy 0.15 / 0.12
+    against 0.0001; at each class's best window the other is ≤ 0.002). The classes' regions never share a pixel's
+    change: at most 1 between them, each 1 at its own anchors."""
+    import torch
+    from luciddream.methods import grow
+
+    image, mask = _case()
+    out = luciddream.dream(image, mask, "goldfish=1, daisy=1", **SETTINGS)
+    assert np.array_equal(out[mask == 0], image[mask == 0])
+    judge = load_model("lite2", "cpu")
+    classes = [find_class("goldfish"), find_class("daisy")]
+    before = quality.window_probabilities(judge, image[BOX], SETTINGS["instance"])[:, classes]
+    after = quality.window_probabilities(judge, out[BOX], SETTINGS["instance"])[:, classes]
+    best = after.argmax(axis=0)
+    assert best[0] != best[1], after
+    for own, other in ((0, 1), (1, 0)):
+        assert after[best[own], own] > 100 * before[:, own].max(), (before, after)
+        assert after[best[own], own] > 10 * after[best[own], other], after
+
+    points = np.array([[50.0, 60.0, 0], [60.0, 150.0, 1], [140.0, 100.0, 0]])
+    regions = grow.class_regions((200, 220), points, 2, 66.0, 6.0, torch.device("cpu"))
+    assert float(regions.sum(dim=0).max()) <= 1.0 + 1e-5
+    for y, x, slot in points:
+        assert float(regions[int(slot), 0, int(y), int(x)]) > 0.99

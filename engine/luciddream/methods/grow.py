@@ -78,6 +78,8 @@ class Recipe:
     max_instances: int = 8           # ...but at most this many, so each gets enough views (the photo between them)
     apart: float = 0.9               # anchors at least this × instance apart
     disc: float = 0.55               # the change stays inside soft discs of this × instance radius
+    split: float = 0.05              # hybrids: where two classes' discs meet, each pixel belongs to the nearer
+                                     # anchor's class, the border soft over this × instance
 
 
 RECIPE = Recipe()
@@ -157,6 +159,25 @@ def discs(shape: tuple, points: np.ndarray, radius: float, device) -> torch.Tens
     return out[None, None]
 
 
+def class_regions(shape: tuple, points: np.ndarray, classes: int, radius: float, soft: float,
+                  device) -> torch.Tensor:
+    """(classes, 1, h, w): where each class of a hybrid may change the picture: its own discs, less where another
+    class's anchor is nearer (a soft border of `soft` pixels), so two classes never share pixels and blend."""
+    h, w = shape
+    yy = torch.arange(h, device=device, dtype=torch.float32)[:, None]
+    xx = torch.arange(w, device=device, dtype=torch.float32)[None, :]
+    nearest = []
+    for c in range(classes):
+        own = points[points[:, 2] == c]
+        nearest.append(torch.stack([torch.hypot(yy - float(y), xx - float(x)) for y, x, _ in own]).amin(0))
+    regions = []
+    for c in range(classes):
+        others = torch.stack(nearest[:c] + nearest[c + 1:]).amin(0)
+        border = torch.sigmoid((others - nearest[c]) / max(soft, 1e-6))
+        regions.append(discs(shape, points[points[:, 2] == c], radius, device)[0, 0] * border)
+    return torch.stack(regions)[:, None]
+
+
 @dataclass
 class Octave:
     """One scale of the dream: the photo and the soft selection there, the anchors and the windows a step."""
@@ -168,6 +189,7 @@ class Octave:
     points: np.ndarray      # anchors (y, x, class slot)
     count: int              # windows a step
     against: tuple = ()     # (index, weight < 0): classes every window pushes down, beside its own class
+    regions: Optional[torch.Tensor] = None  # hybrids: (classes, 1, h, w) where each class's windows may change
 
 
 def steered(features: torch.Tensor, direction: torch.Tensor, power: float) -> torch.Tensor:
@@ -186,10 +208,15 @@ def class_value(x: torch.Tensor, octave: Octave, nets: list, slots: list, balanc
     """Σ over this step's windows of each window's own class: its logit plus `steer_weight` × its steered value
     (`steered`) on the features the classifier reads, when the network has such a layer; else its logit alone.
     Hybrids raise each window's log-probability instead, so the gradient goes to whichever class is behind (steered,
-    both hybrids of the gallery lost one class). Windows are instance-sized squares around random anchors, zoomed
-    and turned."""
+    both hybrids of the gallery lost one class); their classes take turns over the windows, and a window changes
+    only its own class's region (`class_regions`), so neither class falls behind by chance or paints over the other.
+    Windows are instance-sized squares around random anchors, zoomed and turned."""
     recipe = RECIPE
     picks = rng.integers(0, len(octave.points), size=octave.count)
+    if octave.regions is not None:
+        first_class = int(rng.integers(len(octave.regions)))
+        picks = np.array([rng.choice(np.flatnonzero(octave.points[:, 2] == (first_class + k) % len(octave.regions)))
+                          for k in range(octave.count)])
     side = max(net.spec.input_size for net in nets)
     # Steered only for one class to grow: lowering a steered value stops at zero (its ReLU), so a class to keep
     # away (a negative weight) is pushed down through its logit.
@@ -202,7 +229,11 @@ def class_value(x: torch.Tensor, octave: Octave, nets: list, slots: list, balanc
             cy, cx = octave.points[p, :2] + rng.normal(0, recipe.spread * octave.instance, size=2)
             zoom = math.exp(rng.uniform(math.log(recipe.zoom[0]), math.log(recipe.zoom[1])))
             angle = math.radians(rng.uniform(-recipe.degrees, recipe.degrees))
-            views.append(square_view(x, float(cy), float(cx), octave.instance / (2 * zoom), angle, side))
+            seen_from = x
+            if octave.regions is not None:  # the window sees the whole picture; its gradient reaches its region only
+                region = octave.regions[int(octave.points[p, 2])][None]
+                seen_from = x.detach() + (x - x.detach()) * region
+            views.append(square_view(seen_from, float(cy), float(cx), octave.instance / (2 * zoom), angle, side))
         batch = torch.cat(views)
         for net in nets:
             s = net.spec.input_size
@@ -331,7 +362,9 @@ def dream(rgb: np.ndarray, selected: Optional[np.ndarray], net: DreamNet, target
         count = int(min(recipe.max_windows, max(3, math.ceil(recipe.coverage * len(points)))))
         sel = sel * discs(size, points, recipe.disc * instance, device)
         area = float(sel.sum())
-        octave = Octave(base, sel, area, instance, points, count, against)
+        regions = class_regions(size, points, len(slots), recipe.disc * instance, recipe.split * instance, device) \
+            if len(slots) > 1 else None
+        octave = Octave(base, sel, area, instance, points, count, against, regions)
 
         def finished(step: int, number: int = number, size: tuple = size) -> None:
             """Step `step` (1-based) of this octave is done: report it."""
