@@ -8,12 +8,12 @@ features the classifier reads (the class's direction, weighted by a power of the
 logit alone is raised most cheaply by the class's colour and texture everywhere, the steered value only by
 positions that look wholly like the class, so its parts take shape (a fish's head and body instead of an orange
 glow); the logit beside it keeps the whole animal together where the steered value alone left a blob. For a hybrid
-the classes take turns at the anchors, so each gets places of its own instead of one blended blob. The change
-stays inside a soft disc around each anchor: there the class replaces the photo as far as `class_strength` allows,
-and between the discs the photo is untouched, so it stays readable. The class forms at the scale where one
-instance is the network's input size; octaves then carry the change up to the image's own resolution (or down, for
-instances smaller than the input), adding detail at each scale, so a large selection is as sharp as the photo
-around it.
+the classes take turns at the anchors, so each gets places of its own, and each class's windows change only its
+own region, so the classes never blend into one blob. The change stays inside a soft disc around each anchor: there
+the class replaces the photo as far as `class_strength` allows, and between the discs the photo is untouched, so it
+stays readable. The class forms at the scale where one instance is the network's input size; octaves then carry
+the change up to the image's own resolution (or down, for instances smaller than the input), adding detail at each
+scale, so a large selection is as sharp as the photo around it.
 """
 from __future__ import annotations
 
