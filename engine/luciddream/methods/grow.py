@@ -146,35 +146,38 @@ def evidence_anchors(base: torch.Tensor, sel: torch.Tensor, instance: float, net
     return np.array(taken, dtype=float)
 
 
-def discs(shape: tuple, points: np.ndarray, radius: float, device) -> torch.Tensor:
-    """(1, 1, h, w): 1 within `radius` of any anchor, falling smoothly to 0 over the outer 40 % of it."""
+def nearest_anchor(shape: tuple, points: np.ndarray, device) -> torch.Tensor:
+    """(h, w): each pixel's distance to the nearest of the anchors (rows y, x, ...)."""
     h, w = shape
     yy = torch.arange(h, device=device, dtype=torch.float32)[:, None]
     xx = torch.arange(w, device=device, dtype=torch.float32)[None, :]
-    out = torch.zeros(h, w, device=device)
+    nearest = torch.full((h, w), float("inf"), device=device)
     for y, x, _ in points:
-        d = torch.sqrt((yy - float(y)) ** 2 + (xx - float(x)) ** 2) / radius
-        t = ((1.0 - d) / 0.4).clamp(0, 1)
-        out = torch.maximum(out, t * t * (3 - 2 * t))
-    return out[None, None]
+        nearest = torch.minimum(nearest, torch.sqrt((yy - float(y)) ** 2 + (xx - float(x)) ** 2))
+    return nearest
+
+
+def disc_falloff(distance: torch.Tensor, radius: float) -> torch.Tensor:
+    """1 within `radius`, falling smoothly to 0 over its outer 40 %."""
+    t = ((1.0 - distance / radius) / 0.4).clamp(0, 1)
+    return t * t * (3 - 2 * t)
+
+
+def discs(shape: tuple, points: np.ndarray, radius: float, device) -> torch.Tensor:
+    """(1, 1, h, w): 1 within `radius` of any anchor, falling smoothly to 0 over the outer 40 % of it."""
+    return disc_falloff(nearest_anchor(shape, points, device), radius)[None, None]
 
 
 def class_regions(shape: tuple, points: np.ndarray, classes: int, radius: float, soft: float,
                   device) -> torch.Tensor:
     """(classes, 1, h, w): where each class of a hybrid may change the picture: its own discs, less where another
     class's anchor is nearer (a soft border of `soft` pixels), so two classes never share pixels and blend."""
-    h, w = shape
-    yy = torch.arange(h, device=device, dtype=torch.float32)[:, None]
-    xx = torch.arange(w, device=device, dtype=torch.float32)[None, :]
-    nearest = []
-    for c in range(classes):
-        own = points[points[:, 2] == c]
-        nearest.append(torch.stack([torch.hypot(yy - float(y), xx - float(x)) for y, x, _ in own]).amin(0))
+    nearest = [nearest_anchor(shape, points[points[:, 2] == c], device) for c in range(classes)]
     regions = []
     for c in range(classes):
         others = torch.stack(nearest[:c] + nearest[c + 1:]).amin(0)
         border = torch.sigmoid((others - nearest[c]) / max(soft, 1e-6))
-        regions.append(discs(shape, points[points[:, 2] == c], radius, device)[0, 0] * border)
+        regions.append(disc_falloff(nearest[c], radius) * border)
     return torch.stack(regions)[:, None]
 
 
@@ -218,6 +221,9 @@ def class_value(x: torch.Tensor, octave: Octave, nets: list, slots: list, balanc
         picks = np.array([rng.choice(np.flatnonzero(octave.points[:, 2] == (first_class + k) % len(octave.regions)))
                           for k in range(octave.count)])
     side = max(net.spec.input_size for net in nets)
+    # A hybrid's windows see the whole picture, but the gradient of each reaches only its own class's region.
+    sources = [x] if octave.regions is None else \
+        [x.detach() + (x - x.detach()) * region[None] for region in octave.regions]
     # Steered only for one class to grow: lowering a steered value stops at zero (its ReLU), so a class to keep
     # away (a negative weight) is pushed down through its logit.
     steer = recipe.steer > 0 and not balance and all(weight > 0 for _, weight in slots)
@@ -229,11 +235,8 @@ def class_value(x: torch.Tensor, octave: Octave, nets: list, slots: list, balanc
             cy, cx = octave.points[p, :2] + rng.normal(0, recipe.spread * octave.instance, size=2)
             zoom = math.exp(rng.uniform(math.log(recipe.zoom[0]), math.log(recipe.zoom[1])))
             angle = math.radians(rng.uniform(-recipe.degrees, recipe.degrees))
-            seen_from = x
-            if octave.regions is not None:  # the window sees the whole picture; its gradient reaches its region only
-                region = octave.regions[int(octave.points[p, 2])][None]
-                seen_from = x.detach() + (x - x.detach()) * region
-            views.append(square_view(seen_from, float(cy), float(cx), octave.instance / (2 * zoom), angle, side))
+            source = sources[0] if octave.regions is None else sources[int(octave.points[p, 2])]
+            views.append(square_view(source, float(cy), float(cx), octave.instance / (2 * zoom), angle, side))
         batch = torch.cat(views)
         for net in nets:
             s = net.spec.input_size
