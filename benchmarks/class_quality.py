@@ -40,6 +40,7 @@ from PIL import Image
 
 import luciddream
 from luciddream.labels import find_class
+from luciddream.methods import grow
 from luciddream.nets import load_model
 
 import quality  # benchmarks/quality.py
@@ -85,7 +86,8 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=0, help="also dream this many two-class hybrids")
     ap.add_argument("--time512", action="store_true", help="also time a default class dream of a 512x512 selection")
     ap.add_argument("--look", default="grow", choices=["grow", "object"])
-    ap.add_argument("--instance", type=int, default=luciddream.Settings().instance, help="judge windows, px")
+    ap.add_argument("--instance", type=int, default=0,
+                    help="judge windows, px (default 0: the grow look's auto instance for each selection)")
     ap.add_argument("--from", dest="source", type=Path, help="judge dreams saved by make_gallery.py --keep")
     ap.add_argument("--sharpness", action="store_true", help="also measure sharpness on a 2048x2048 image")
     args = ap.parse_args()
@@ -113,9 +115,10 @@ def main() -> None:
             seconds = time.perf_counter() - t if saved is None else float("nan")
             scores = quality.judge_class(judge, out[box], index)
             scores["before"] = before["robust"]
-            inst = quality.instance_scores(judge, out[box], index, args.instance)
+            windows = args.instance or grow.auto_instance(float(mask.sum()), 224, luciddream.Settings().octave_scale)
+            inst = quality.instance_scores(judge, out[box], index, windows)
             scores["inst_top5"], scores["inst_median"] = inst["top5"], inst["median"]
-            scores["inst_before"] = quality.instance_scores(judge, image[box], index, args.instance)["median"]
+            scores["inst_before"] = quality.instance_scores(judge, image[box], index, windows)["median"]
             scores["layout"] = quality.layout_similarity(image[box], out[box])
             rows.append((photo, name, scores, seconds))
             print(f"{photo:10s} {name:20s} plain {scores['plain']:.2f}  blur {scores['blur']:.2f}  half "

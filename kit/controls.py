@@ -39,7 +39,8 @@ TIPS: Dict[str, str] = {
     "octaves": "How many sizes of pattern are dreamed, from fine detail up: more sizes grow larger shapes "
                "(and take longer).",
     "look": "Classes only: grow several instances out of the photo, or paint one picture of the class.",
-    "instance": "Classes only: how big one dreamed object is, in image pixels.",
+    "instance": "Grow look: how big one dreamed object is, in image pixels; 0 (auto): from the selection's size, "
+                "so a large selection gets several large objects.",
     "class_strength": "Grow look: how far the photo may change (0 = untouched, 1 = may be replaced).",
     "feather": "Fade the dream in over this many pixels inside the selection's edge.",
     "seed": "Same number, same dream: change it for another variation of the same settings (-1: a new one each "

@@ -22,7 +22,7 @@ LABELS: Dict[str, str] = {**controls.LABELS, "max_memory": "Memory limit (MB)"}
 # The class-look defaults an offer from an engine older than the class looks lacks; from_dict fills them in, so
 # both hosts read every default through Offer.default and keep no copies of their own. tests/test_kit.py checks
 # they are today's engine's defaults, so they cannot drift.
-CLASS_LOOK_DEFAULTS: Dict[str, Any] = {"look": "grow", "instance": 224, "class_strength": 1.0}
+CLASS_LOOK_DEFAULTS: Dict[str, Any] = {"look": "grow", "instance": 0, "class_strength": 1.0}
 
 
 @dataclass(frozen=True)

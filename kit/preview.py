@@ -67,7 +67,7 @@ def preview_settings(settings: Mapping[str, Any], targets: Optional[str], scale:
     quick["octaves"] = max(1, min(octaves, CLASS_OCTAVES if look != "layer" else PREVIEW_OCTAVES))
     steps = settings.get("steps") or 0
     quick["steps"] = PREVIEW_STEPS[look] if not steps else max(1, min(int(steps), PREVIEW_STEPS[look]))
-    if "instance" in settings:
+    if settings.get("instance"):  # 0 (auto) stays auto: the engine sizes it from the preview's own selection
         floor = int(math.ceil(side * NET_INPUT / CLASS_WORK))
         quick["instance"] = max(MIN_INSTANCE, floor, int(round(int(settings["instance"]) * scale)))
     quick["tile"] = 0    # the working size fits any automatic tile

@@ -185,6 +185,7 @@ def test_whole_image_grows_with_tiles_but_selection_cost_follows_the_selection()
     (dict(steps=-1), "steps must be between 0 and 1000"),
     (dict(octaves=50), "octaves must be between"),
     (dict(tile=10), "tile must be 0 \\(auto"),
+    (dict(instance=31), "instance must be 0 \\(auto"),
     (dict(model="vgg99"), 'Unknown model "vgg99"'),
     (dict(strength=3), "Unknown setting strength"),
     (dict(steps=2.5), "steps must be a whole number"),

@@ -124,3 +124,21 @@ def test_a_hybrid_grows_each_class_in_a_place_of_its_own():
     assert float(regions.sum(dim=0).max()) <= 1.0 + 1e-5
     for y, x, slot in points:
         assert float(regions[int(slot), 0, int(y), int(x)]) > 0.99
+
+
+def test_auto_instance_gives_a_large_selection_its_instances_larger_in_whole_octave_steps():
+    """Instance 0 (the default): 224 px up to a selection of about 890 px square, as before; a larger selection
+    gets larger instances, as many as before (the 2048 px gallery shot's 1393 px square: 439 px, eight fish,
+    where 224 px left eight small blobs on 38 instances' worth of selection), each size a whole number of octave
+    steps above the network's input, so no octave is spent on a slight change of scale."""
+    from luciddream.methods import grow
+
+    for side, expected in [(200, 224), (512, 224), (880, 224), (1000, 314), (1393, 439), (4000, 1205)]:
+        instance = grow.auto_instance(side * side, 224, 1.4)
+        assert instance == expected, (side, instance)
+        assert side * side / instance ** 2 >= min(grow.RECIPE.max_instances, side * side / 224 ** 2)
+        scales = grow.octave_scales(float(instance), 224, 1.4)
+        steps = [b / a for a, b in zip(scales, scales[1:])]
+        assert all(abs(s - 1.4) < 0.01 for s in steps), (side, steps)
+    assert grow.auto_instance(600 * 400, 224, 2.0) == 224 and grow.auto_instance(1393 ** 2, 224, 2.0) == 448
+    assert luciddream.Settings().instance == 0

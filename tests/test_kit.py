@@ -357,6 +357,8 @@ def test_preview_is_small_quick_and_keeps_the_look() -> None:
     assert (grow.width, grow.height) == (192, 96) and grow.settings["octaves"] == 1
     assert grow.settings["steps"] == 8
     assert 192 * 224 / grow.settings["instance"] <= 224          # the class look's working picture stays small
+    auto = kit.plan_preview(640, 320, dict(settings, instance=0), "goldfish")
+    assert auto.settings["instance"] == 0    # auto stays auto: the engine sizes it from the preview's selection
     few = kit.plan_preview(100, 50, dict(settings, steps=3, octaves=1), None)
     assert (few.width, few.height, few.scale) == (100, 50, 1.0)          # never enlarged
     assert few.settings["steps"] == 3 and few.settings["octaves"] == 1  # never more than the user asked

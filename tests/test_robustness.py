@@ -414,6 +414,8 @@ def test_selections_that_cannot_work_are_one_sentence(coffee, mask, words):
     (["--octaves", "100000"], "octaves must be between"),
     (["--tile", "63"], "tile must be 0 (auto: chosen from the free memory) or between 64 and 4096"),
     (["--tile", "99999999999"], "tile must be between"),
+    (["--instance", "16"], "instance must be 0 (auto: chosen from the selection's size) or between 32 and 4096"),
+    (["--instance", "huge"], "must be a number of pixels or auto"),
     (["--octave-scale", "1e308"], "octave scale must be between"),
     (["--step-size", "inf"], "step size must be between"),
     (["--feather", "nan"], "feather must be between"),

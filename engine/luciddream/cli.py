@@ -50,12 +50,13 @@ def _dream_args(sub: argparse._SubParsersAction) -> None:
                    help="mean change per step in 8-bit levels (default 1.5)")
     p.add_argument("--look", default="grow", choices=["grow", "object"],
                    help="class targets alone: grow instances out of the photo, or one picture (default grow)")
-    p.add_argument("--instance", type=int, default=224,
-                   help="class looks: size of one instance in image px (default 224)")
+    p.add_argument("--instance", type=_pixels_or_auto, default=0, metavar="PX|auto",
+                   help="grow look: size of one instance in image px (default auto: 224, larger on selections "
+                        "over about 890 px square, so their instances grow with them)")
     p.add_argument("--class-strength", type=float, default=1.0,
                    help="grow look: how far the photo under each instance may change, 0 = untouched … 1 = replaced "
                         "(default 1)")
-    p.add_argument("--tile", type=_tile, default=0, metavar="PX|auto",
+    p.add_argument("--tile", type=_pixels_or_auto, default=0, metavar="PX|auto",
                    help="largest window the network sees, px (default auto: from the free memory, 640 when ample)")
     p.add_argument("--max-memory", type=_megabytes, default=0, metavar="SIZE",
                    help="memory the dream may use, e.g. 1500M or 2G (caps the tile; default: what is free)")
@@ -69,7 +70,8 @@ def _dream_args(sub: argparse._SubParsersAction) -> None:
                         f"like the worker)")
 
 
-def _tile(text: str) -> int:
+def _pixels_or_auto(text: str) -> int:
+    """A number of pixels, or "auto" (0)."""
     if text.strip().lower() == "auto":
         return 0
     try:

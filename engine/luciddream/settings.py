@@ -17,9 +17,10 @@ from .nets import DEFAULT_MODEL
 RANGES = {
     "octaves": (1, 12), "octave_scale": (1.05, 4.0), "steps": (0, 1000), "step_size": (0.01, 64.0),
     "tile": (0, 4096), "seed": (0, 2 ** 32 - 1), "feather": (0.0, 2000.0),
-    "instance": (32, 4096), "class_strength": (0.0, 1.0), "max_memory": (0, 1 << 20),
+    "instance": (0, 4096), "class_strength": (0.0, 1.0), "max_memory": (0, 1 << 20),
 }
 MIN_EXPLICIT_TILE = 64  # tile 0 means auto; a tile given by hand is at least this
+MIN_EXPLICIT_INSTANCE = 32  # instance 0 means auto; an instance size given by hand is at least this
 LOOKS = ("grow", "object")  # class targets alone: grown out of the photo, or one picture of the class
 UNSET = ("seed", "steps")   # None is a value here: no seed, or the method's own number of steps (as steps 0)
 
@@ -41,7 +42,8 @@ class Settings:
     feather: float = 0.0          # fade the dream in over this many pixels inside the selection's edge
     max_memory: int = 0           # MB the engine may use while dreaming (caps the tile); 0: what is free
     look: str = "grow"            # class targets alone: "grow" (out of the photo) or "object" (one picture)
-    instance: int = 224           # class looks: size of one instance, in image pixels
+    instance: int = 0             # grow look: size of one instance, in image pixels; 0: auto, from the selection's
+                                  # size (methods/grow.py: auto_instance), 224 on selections up to about 890 px square
     class_strength: float = 1.0   # grow look: how far the photo under each instance may change (0 = untouched)
 
     def check(self) -> "Settings":
@@ -69,4 +71,7 @@ class Settings:
         if 0 < self.tile < MIN_EXPLICIT_TILE:
             raise DreamError(f"tile must be 0 (auto: chosen from the free memory) or between {MIN_EXPLICIT_TILE} "
                              f"and {RANGES['tile'][1]}; got {self.tile}.")
+        if 0 < self.instance < MIN_EXPLICIT_INSTANCE:
+            raise DreamError(f"instance must be 0 (auto: chosen from the selection's size) or between "
+                             f"{MIN_EXPLICIT_INSTANCE} and {RANGES['instance'][1]} pixels; got {self.instance}.")
         return self

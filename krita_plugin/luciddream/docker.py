@@ -170,6 +170,7 @@ class LucidDreamDocker(DockWidget):
             lambda _i: self.look_combo.currentData() and self._set(look=str(self.look_combo.currentData())))
         self.instance_spin = _spin("")
         self.instance_spin.setSuffix(" px")
+        self.instance_spin.setSpecialValueText("auto")  # 0: the engine sizes it from the selection
         self.instance_spin.valueChanged.connect(lambda v: self._set(instance=int(v)))
         self.class_strength_spin = _dspin(0.05, "")
         self.class_strength_spin.valueChanged.connect(lambda v: self._set(class_strength=round(float(v), 3)))
