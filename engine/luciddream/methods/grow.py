@@ -13,7 +13,8 @@ own region, so the classes never blend into one blob. The change stays inside a 
 the class replaces the photo as far as `class_strength` allows, and between the discs the photo is untouched, so it
 stays readable. The class forms at the scale where one instance is the network's input size; octaves then carry
 the change up to the image's own resolution (or down, for instances smaller than the input), adding detail at each
-scale, so a large selection is as sharp as the photo around it.
+scale, so a large selection is as sharp as the photo around it. The instance size is the user's, or by default
+`auto_instance`: larger on large selections, so their instances fill them instead of dotting them.
 """
 from __future__ import annotations
 
