@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/class_quality.py [--classes goldfish,daisy] [--photos chelsea] [--out DIR]
                                                  [--look grow|object] [--from DIR] [--pairs 10] [--time512]
-                                                 [--sharpness]
+                                                 [--time1mp] [--sharpness]
 
 Each class is dreamed into a central selection of half the area of each fixture photo with default settings
 (seed 1). The judge is EfficientNet-Lite2 — never the dreaming network — reading the selection's bounding box under
@@ -22,9 +22,11 @@ dream and a sheet (input | dream per row) as PNGs to look at.
 
 `--pairs N` also dreams N two-class hybrids ("a=1, b=1", photos taken in turn) and counts the pairs where both
 classes are in the judge's top 5 on the mean of the views; `--time512` times one default class dream of a 512×512
-selection (the astronaut photo scaled to 724×724, central half of the area); `--sharpness` dreams a 2048×2048
+selection (the astronaut photo scaled to 724×724, central half of the area), `--time1mp` one of a 1000×1000
+selection (scaled to 1414×1414); `--sharpness` dreams a 2048×2048
 astronaut with a centred 1400×1400 selection and compares the Laplacian variance inside it with the photo's outside
-(goal ≥ 0.8×: as sharp as the photo around it).
+(goal ≥ 0.8×: as sharp as the photo around it) and prints `quality.mesh_share`, the share of the change's power
+in a fine regular mesh (sharpness alone rewards it).
 """
 from __future__ import annotations
 
@@ -85,6 +87,7 @@ def main() -> None:
     ap.add_argument("--sheet-width", type=int, default=320, help="width of each picture on the sheet")
     ap.add_argument("--pairs", type=int, default=0, help="also dream this many two-class hybrids")
     ap.add_argument("--time512", action="store_true", help="also time a default class dream of a 512x512 selection")
+    ap.add_argument("--time1mp", action="store_true", help="also time one of a 1000x1000 selection")
     ap.add_argument("--look", default="grow", choices=["grow", "object"])
     ap.add_argument("--instance", type=int, default=0,
                     help="judge windows, px (default 0: the grow look's auto instance for each selection)")
@@ -139,12 +142,14 @@ def main() -> None:
         summary(rows, classes)
     if args.pairs:
         hybrids(judge, photos, args)
-    if args.time512:
-        image = np.array(Image.open(FIXTURES / "astronaut.png").convert("RGB").resize((724, 724), Image.LANCZOS))
-        mask, box = central_mask(724, 724)
+    for side, asked in ((724, args.time512), (1414, args.time1mp)):
+        if not asked:
+            continue
+        image = np.array(Image.open(FIXTURES / "astronaut.png").convert("RGB").resize((side, side), Image.LANCZOS))
+        mask, box = central_mask(side, side)
         t = time.perf_counter()
         luciddream.dream(image, mask, "goldfish", model=args.model, seed=args.seed, look=args.look)
-        print(f"512x512 selection ({box[0].stop - box[0].start}x{box[1].stop - box[1].start}), default {args.look} "
+        print(f"{box[0].stop - box[0].start}x{box[1].stop - box[1].start} selection, default {args.look} "
               f"dream: {time.perf_counter() - t:.1f} s with {args.threads} thread(s)")
     if args.sharpness:
         sharpness(args)
@@ -168,9 +173,10 @@ def sharpness(args: argparse.Namespace) -> None:
     inside = quality.laplacian_variance(out[324:1724, 324:1724])
     photo_inside = quality.laplacian_variance(image[324:1724, 324:1724])
     outside = np.median([quality.laplacian_variance(b) for b in (out[:324], out[1724:], out[:, :324], out[:, 1724:])])
+    mesh = quality.mesh_share(image[324:1724, 324:1724], out[324:1724, 324:1724])
     print(f"sharpness 2048x2048, 1400 px selection ({args.look}): Laplacian variance inside {inside:.2e}, photo "
           f"there {photo_inside:.2e}, outside (median of the 4 borders) {outside:.2e}: {inside / outside:.2f}x; "
-          f"{seconds:.0f} s")
+          f"mesh share {mesh:.4f}; {seconds:.0f} s")
 
 
 def summary(rows: list, classes: list[str]) -> None:

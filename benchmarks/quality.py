@@ -141,6 +141,18 @@ def laplacian_variance(rgb: np.ndarray) -> float:
     return float(lap.var())
 
 
+def mesh_share(before: np.ndarray, after: np.ndarray) -> float:
+    """How much of the change a dream made lies in a fine regular mesh: the share of the gray change's power above a
+    quarter cycle a pixel. Sharpness alone rewards that mesh (the grow look's octaves once laid one over large
+    instances, 164× the photo's Laplacian variance, seen only at 1:1); detail a network draws on a window that
+    shows it a whole instance is coarser than that."""
+    change = _as_float(after) - _as_float(before)
+    power = np.abs(np.fft.fft2(change - change.mean())) ** 2
+    frequency = np.hypot(*np.meshgrid(np.fft.fftfreq(change.shape[0]), np.fft.fftfreq(change.shape[1]),
+                                      indexing="ij"))
+    return float(power[frequency > 0.25].sum() / max(float(power.sum()), 1e-12))
+
+
 def gray_rgb(rgb: np.ndarray) -> np.ndarray:
     """An (h, w, 3) uint8 picture in grayscale (601 luma in all channels), for judging a class by shape alone."""
     y = rgb[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)

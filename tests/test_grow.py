@@ -64,14 +64,18 @@ def test_strength_zero_returns_the_input_and_a_bad_look_is_one_sentence():
 
 
 def test_a_negative_weight_keeps_the_class_away():
-    """`goldfish=-1` asks for less goldfish, never more: the judge's instance-scale goldfish probability falls."""
+    """`tabby=-1` on the tabby cat pushes the cat's own class down for the judge at the instance scale (measured,
+    seeds 1 / 2 / 3, 8 steps: the median window from 0.125 to 0.0028 / 0.0035 / 0.0017). (A class the photo does
+    not show, such as goldfish at 0.0001, cannot fall measurably: there the judge's windows move up and down by
+    chance, and which way depended on the CPU.)"""
     image, mask = _case()
-    out = luciddream.dream(image, mask, "goldfish=-1", **{**SETTINGS, "steps": 8})
-    index = find_class("goldfish")
+    out = luciddream.dream(image, mask, "tabby=-1", **{**SETTINGS, "steps": 8})
+    assert np.array_equal(out[mask == 0], image[mask == 0])
+    index = find_class("tabby")
     judge = load_model("lite2", "cpu")
     before = quality.instance_scores(judge, image[BOX], index, SETTINGS["instance"])
     after = quality.instance_scores(judge, out[BOX], index, SETTINGS["instance"])
-    assert after["median"] <= before["median"], (before, after)
+    assert before["median"] > 0.05 and after["median"] < 0.25 * before["median"], (before, after)
 
 
 def test_instances_go_where_the_photo_already_looks_like_the_class_and_each_hybrid_class_gets_a_place():
@@ -142,3 +146,28 @@ def test_auto_instance_gives_a_large_selection_its_instances_larger_in_whole_oct
         assert all(abs(s - 1.4) < 0.01 for s in steps), (side, steps)
     assert grow.auto_instance(600 * 400, 224, 2.0) == 224 and grow.auto_instance(1393 ** 2, 224, 2.0) == 448
     assert luciddream.Settings().instance == 0
+
+
+def test_a_large_instance_carried_up_by_octaves_is_as_sharp_as_the_photo_without_a_mesh():
+    """An instance larger than the network's input forms at the input's size and is carried up by octaves: the
+    dream must come out as sharp as the photo (Laplacian variance at least 0.8× the photo's, the issue's floor) but
+    with no fine regular mesh laid over it (`quality.mesh_share`: power in the change above a quarter cycle a
+    pixel, finer than the network sees when a window shows it a whole instance). Measured (chelsea at 600×400,
+    instance 448, four octaves, 15 steps, seeds 1 / 2): sharpness 1.28 / 1.30× the photo's, mesh share
+    0.0042 / 0.0050; with the gradient blurred in the image's pixels instead of the network's (the mesh seen at
+    1:1 on the 2048 px shots) 2.18 / 2.35× and 0.018 / 0.020. Goldfish at the instance scale: 0.46 / 0.51
+    (photo 0.0002)."""
+    image = fixture_image("chelsea", (600, 400))
+    box = (slice(60, 340), slice(80, 520))
+    mask = np.zeros(image.shape[:2], np.float32)
+    mask[box] = 1.0
+    out = luciddream.dream(image, mask, "goldfish", steps=15, instance=448, seed=1)
+    assert np.array_equal(out[mask == 0], image[mask == 0])
+    sharpness = quality.laplacian_variance(out[box]) / quality.laplacian_variance(image[box])
+    mesh = quality.mesh_share(image[box], out[box])
+    assert sharpness > 0.8 and mesh < 0.01, (sharpness, mesh)
+    index = find_class("goldfish")
+    judge = load_model("lite2", "cpu")
+    before = quality.instance_scores(judge, image[box], index, 448)
+    after = quality.instance_scores(judge, out[box], index, 448)
+    assert after["median"] > 100 * before["median"], (before, after)
