@@ -1,5 +1,6 @@
 """Gaussian blur, the one image filter the engine needs: the inward feather of a mask, the softened photo a class dream
-starts from, and the judge's blurred view of a class dream (benchmarks/quality.py)."""
+starts from, the judge's blurred view of a class dream (benchmarks/quality.py), and its cheap wide form for the grow
+look's pull toward the photo's layout."""
 from __future__ import annotations
 
 import torch
@@ -22,3 +23,13 @@ def gaussian_blur(x: torch.Tensor, sigma: float, edges: str = "reflect") -> torc
     x = F.pad(x, (radius, radius, radius, radius), mode=edges)
     x = F.conv2d(x, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
     return F.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+
+
+def wide_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """About `gaussian_blur(x, sigma)`, for a wide σ made at a size where σ is 2 pixels and scaled back: a fraction
+    of the full-size cost (within 2 % of it; a σ of 55 px took 8 s at full size on a 1400 px picture)."""
+    if sigma <= 4:
+        return gaussian_blur(x, sigma)
+    size = tuple(max(8, round(n * 2 / sigma)) for n in x.shape[-2:])
+    small = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return F.interpolate(gaussian_blur(small, 2.0), size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from .. import masks, param
 from ..errors import Cancelled
-from ..filters import gaussian_blur
+from ..filters import gaussian_blur, wide_blur
 from ..param import COLOR_CORRELATION
 from ..nets import LOGITS, DreamNet
 from ..objectives import Target
@@ -308,16 +308,6 @@ def form(octave: Octave, strength: float, steps: int, nets: list, slots: list, b
         return change(steps)
 
 
-def low_pass(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """`x` blurred by about σ = `sigma` pixels: for a wide σ, blurred at a size where σ is 2 pixels and scaled back,
-    which costs a fraction of the full-size blur (a σ of 55 px took 8 s a step on a 1400 px picture)."""
-    if sigma <= 4:
-        return gaussian_blur(x, sigma)
-    size = tuple(max(8, round(n * 2 / sigma)) for n in x.shape[-2:])
-    small = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-    return F.interpolate(gaussian_blur(small, 2.0), size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)
-
-
 def refine(octave: Octave, change: torch.Tensor, strength: float, steps: int, nets: list, slots: list,
            balance: bool, rng: np.random.Generator, tick) -> torch.Tensor:
     """A later octave: detail added by normalised gradient steps on the change (blurred, colour-decorrelated),
@@ -343,7 +333,7 @@ def refine(octave: Octave, change: torch.Tensor, strength: float, steps: int, ne
             change = change.detach() + grad * (decay(recipe.step_first, recipe.step_last, t) / (mean + 1e-12))
             change = gaussian_blur(change, decay(recipe.sigma_first, recipe.sigma_last, t))
             if pull > 0:  # (a wide blur of a large picture: only when strength leaves any of the layout to keep)
-                change = change - pull * low_pass(change, low_sigma)
+                change = change - pull * wide_blur(change, low_sigma)
             change = change.clamp(-strength, strength)
             change = ((octave.base + change).clamp(0, 1) - octave.base) * octave.sel
     return change.detach()
