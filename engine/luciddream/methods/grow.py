@@ -78,6 +78,7 @@ class Recipe:
     density: float = 1.0             # instances ≈ this × selection area / instance² (at least one per class)...
     max_instances: int = 8           # ...but at most this many, so each gets enough views (the photo between them)
     apart: float = 0.9               # anchors at least this × instance apart
+    tie: float = 0.01                # log-probabilities within this of the best place are taken as equal
     disc: float = 0.55               # the change stays inside soft discs of this × instance radius
     split: float = 0.05              # hybrids: where two classes' discs meet, each pixel belongs to the nearer
                                      # anchor's class, the border soft over this × instance
@@ -134,9 +135,17 @@ def evidence_anchors(base: torch.Tensor, sel: torch.Tensor, instance: float, net
     gy = np.arange(y0 + my, y1 - my + 1e-6, step) if y1 - y0 > 2 * my else np.array([(y0 + y1) / 2])
     gx = np.arange(x0 + mx, x1 - mx + 1e-6, step) if x1 - x0 > 2 * mx else np.array([(x0 + x1) / 2])
     h, w = sel.shape[-2:]
-    centres = [(y, x) for y in gy for x in gx if sel[0, 0, min(int(y), h - 1), min(int(x), w - 1)] > 0.5]
-    if not centres:
-        centres = [(float(ys.float().mean()), float(xs.float().mean()))]
+
+    def inside(y: float, x: float) -> bool:
+        return bool(sel[0, 0, min(int(y), h - 1), min(int(x), w - 1)] > 0.5)
+
+    centres = [(y, x) for y in gy for x in gx if inside(y, x)]
+    # Where one instance is placed, the selection's middle is a candidate too: the grid starts at its top-left
+    # corner, so all its points can lie a third of an instance off the middle. (With several to place, a middle
+    # anchor could leave no room for the others.)
+    middle = (float(ys.float().mean()), float(xs.float().mean()))
+    if (max(len(slots), count) == 1 and inside(*middle)) or not centres:
+        centres.append(middle)
     net = nets[0]
     side = net.spec.input_size
     scores = []
@@ -156,7 +165,11 @@ def evidence_anchors(base: torch.Tensor, sel: torch.Tensor, instance: float, net
             # A selection too small for every class at full spacing: the next class goes farthest from the others.
             far = np.min([np.hypot(*(where - (y, x)).T) for y, x, _ in taken], axis=0)
             free = far >= far.max() - 1e-6
-        best = int(np.argmax(np.where(free, score[:, slot], -np.inf)))
+        # Evidence within `tie` of the best is no evidence (a flat sky or wall scores the same everywhere, up to
+        # rounding): among those the candidate nearest the selection's middle wins, not the grid's first corner.
+        chosen = np.where(free, score[:, slot], -np.inf)
+        level = chosen >= chosen.max() - recipe.tie
+        best = int(np.argmin(np.where(level, np.hypot(*(where - middle).T), np.inf)))
         taken.append((where[best, 0], where[best, 1], slot))
         free &= np.hypot(*(where - where[best]).T) >= recipe.apart * instance
     return np.array(taken, dtype=float)
