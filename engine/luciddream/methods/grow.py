@@ -123,7 +123,7 @@ def evidence_anchors(base: torch.Tensor, sel: torch.Tensor, instance: float, net
     """(n, 3) rows of y, x, class slot where the photo already looks most like each class: the dreaming network's
     log-probability of the class on instance-sized windows a third of an instance apart, peaks taken greedily at
     least `apart` × instance from each other, the classes taking turns (deepdraw's chosen centres, chosen by the
-    photo)."""
+    photo); where the evidence is flat, the place nearest the selection's middle."""
     recipe = RECIPE
     ys, xs = torch.nonzero(sel[0, 0] > 0.5, as_tuple=True)
     if len(ys) == 0:
