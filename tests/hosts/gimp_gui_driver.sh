@@ -11,6 +11,17 @@ OUT=${OUT:-/work-share}
 BATCH=${BATCH:-/work-share/gimp_dream_batch.py}
 N=${DISPLAY_NUMBER:-77}
 log() { echo "gui-driver: $*" >&2; }
+# The first visible window whose name matches $1, looked for up to $2 seconds. A window that closes while xdotool
+# lists the windows makes it stop with an X error (BadWindow) and find nothing, so the search is repeated.
+find_window() {
+  tries=0
+  while [ $tries -lt $(($2 * 4)) ]; do
+    found=$(xdotool search --onlyvisible --name "$1" 2>/dev/null | head -n 1)
+    if [ -n "$found" ]; then echo "$found"; return 0; fi
+    sleep 0.25; tries=$((tries + 1))
+  done
+  return 1
+}
 
 Xvfb ":$N" -screen 0 1280x1024x24 -nolisten tcp >/dev/null 2>&1 &
 XVFB=$!
@@ -22,7 +33,7 @@ export DISPLAY=":$N"
 GIMP=$!
 
 # OK on the dialog: the plug-in's GimpUi.ProcedureDialog is titled "Lucid Dream".
-dialog=$(timeout 120 xdotool search --sync --onlyvisible --name '^Lucid Dream$' | head -n 1)
+dialog=$(find_window '^Lucid Dream$' 120)
 if [ -n "$dialog" ]; then
   log "dialog $dialog is open; pressing OK (Return)"
   sleep 1
@@ -38,7 +49,7 @@ fi
 i=0
 while [ ! -f "$OUT/dreamed" ] && [ $i -lt 1200 ] && kill -0 $GIMP 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
 if [ -f "$OUT/dreamed" ]; then
-  image=$(xdotool search --onlyvisible --name 'GIMP$' | head -n 1)
+  image=$(find_window 'GIMP$' 10)
   log "image window ${image:-not found}; pressing Ctrl+Z"
   if [ -n "$image" ]; then
     xdotool windowfocus "$image"; sleep 0.5
