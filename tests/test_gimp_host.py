@@ -89,7 +89,8 @@ def run_gimp(root: Path, home: str, folder: Path, job: Dict[str, Any], timeout: 
         steps = job.get("loop_steps", "preview,cancel")   # gimp_gui_loop.sh's user
         display = random.randint(150, 249)   # a private Xvfb each: several GIMPs (and other helpers) at once
         script += f'env BATCH={SHARE}/{batch.name} LOOP_STEPS={steps} DISPLAY_NUMBER={display} sh {SHARE}/{driver}'
-        shutil.copy(REPO / "tests" / "hosts" / driver, folder / driver)
+        for name in (driver, "gimp_gui_find.sh"):   # the driver and the helper it sources
+            shutil.copy(REPO / "tests" / "hosts" / name, folder / name)
     else:
         script += (f'{host.console} -i -n -d {no_fonts}--batch-interpreter python-fu-eval '
                    f'-b "exec(open(\'{SHARE}/{batch.name}\').read())" --quit')

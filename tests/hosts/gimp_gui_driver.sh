@@ -11,17 +11,7 @@ OUT=${OUT:-/work-share}
 BATCH=${BATCH:-/work-share/gimp_dream_batch.py}
 N=${DISPLAY_NUMBER:-77}
 log() { echo "gui-driver: $*" >&2; }
-# The first visible window whose name matches $1, looked for up to $2 seconds. A window that closes while xdotool
-# lists the windows makes it stop with an X error (BadWindow) and find nothing, so the search is repeated.
-find_window() {
-  tries=0
-  while [ $tries -lt $(($2 * 4)) ]; do
-    found=$(xdotool search --onlyvisible --name "$1" 2>/dev/null | head -n 1)
-    if [ -n "$found" ]; then echo "$found"; return 0; fi
-    sleep 0.25; tries=$((tries + 1))
-  done
-  return 1
-}
+. "$(dirname "$0")/gimp_gui_find.sh"   # find_window NAME SECONDS
 
 Xvfb ":$N" -screen 0 1280x1024x24 -nolisten tcp >/dev/null 2>&1 &
 XVFB=$!

@@ -17,6 +17,7 @@ BATCH=${BATCH:-/work-share/gimp_dream_batch.py}
 N=${DISPLAY_NUMBER:-78}
 LOG="$OUT/gimp.log"
 log() { echo "gui-loop: $*" >&2; }
+. "$(dirname "$0")/gimp_gui_find.sh"   # find_window NAME SECONDS
 now() { date +%s.%N; }
 mkdir -p "$OUT/fb"
 Xvfb ":$N" -screen 0 1280x1024x24 -fbdir "$OUT/fb" -nolisten tcp >/dev/null 2>&1 &
@@ -39,7 +40,7 @@ wait_for() {   # wait_for PATTERN COUNT SECONDS: until PATTERN has appeared COUN
 press() { xdotool windowfocus "$dialog" 2>/dev/null; xdotool key --clearmodifiers "$1"; }
 ended() { echo $(( $(count "luciddream: preview shown") + $(count "luciddream: preview failed") )); }
 
-dialog=$(timeout 180 xdotool search --sync --onlyvisible --name '^Lucid Dream$' | head -n 1)
+dialog=$(find_window '^Lucid Dream$' 180)
 if [ -z "$dialog" ]; then
   log "the dialog never appeared"
 else
